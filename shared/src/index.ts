@@ -1,0 +1,3 @@
+export * from './errors.ts';
+export * from './safetensors/index.ts';
+export * from './tensor/index.ts';

@@ -1,0 +1,3 @@
+export * from './dtype.ts';
+export * from './half.ts';
+export * from './tensor.ts';
