@@ -1,0 +1,4 @@
+export * from './fuse.ts';
+export * from './mix.ts';
+export * from './terms.ts';
+export * from './unmerged.ts';

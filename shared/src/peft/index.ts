@@ -1,0 +1,3 @@
+export * from './adapter.ts';
+export * from './config.ts';
+export * from './targets.ts';
