@@ -1,0 +1,3 @@
+export { fuse } from './commands/fuse.ts';
+export { inspect } from './commands/inspect.ts';
+export { main } from './main.ts';

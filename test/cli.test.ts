@@ -1,0 +1,150 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readSafetensors, toFloat32 } from '@lora-edge/shared';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ADAPTERS, ALL_ADAPTERS, FIXTURES, flatten, maxRelError, readBytes, readJson, STORIES } from './fixtures.ts';
+
+const BIN = join(import.meta.dirname, '..', 'cli', 'bin', 'lora-edge.mjs');
+const work = mkdtempSync(join(tmpdir(), 'lora-edge-cli-'));
+afterAll(() => spawnSync('rm', ['-rf', work]));
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+interface MergedRef {
+  merged_modules: Record<string, { merged_weight: number[][] }>;
+}
+
+describe('lora-edge fuse', () => {
+  it('fuses tiny-dora-r4 into stories260k: fused modules equal PEFT, the rest bit for bit', () => {
+    const out = join(work, 'dora');
+    const r = cli('fuse', '--model', STORIES, '--adapter', join(ADAPTERS, 'tiny-dora-r4'), '--out', out, '--quiet');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('10 tensors fused, 37 copied unchanged');
+    const fused = readSafetensors(readBytes(join(out, 'model.safetensors')));
+    const base = readSafetensors(readBytes(join(STORIES, 'model.safetensors')));
+    const ref = readJson<MergedRef>(join(ADAPTERS, 'tiny-dora-r4', 'reference.json'));
+    for (const [module, m] of Object.entries(ref.merged_modules)) {
+      expect(maxRelError(toFloat32(fused.tensor(`${module}.weight`)), flatten(m.merged_weight))).toBeLessThanOrEqual(1e-6);
+    }
+    for (const name of base.names()) {
+      if (/self_attn\.(q|v)_proj/.test(name)) continue;
+      expect(Buffer.from(fused.tensor(name).data).equals(Buffer.from(base.tensor(name).data)), name).toBe(true);
+    }
+    expect(fused.names()).toEqual(base.names());
+    expect(readFileSync(join(out, 'config.json'), 'utf8')).toContain('"model_type": "llama"');
+    expect(JSON.parse(fused.header.metadata?.lora_edge ?? '{}').adapters[0].sha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('fuses the weighted three-adapter mix, written as bf16 on request', () => {
+    const ref = readJson<{ adapters: string[]; weights: number[]; fused_module: { name: string; fused_weight: number[][] } }>(
+      join(ADAPTERS, 'mixes', 'reference.json'),
+    );
+    const out = join(work, 'mix');
+    const args = ref.adapters.flatMap((a, i) => ['--adapter', `${join(ADAPTERS, a)}:${ref.weights[i]}`]);
+    expect(cli('fuse', '--model', STORIES, ...args, '--out', out, '--quiet').code).toBe(0);
+    const fused = readSafetensors(readBytes(join(out, 'model.safetensors')));
+    const want = flatten(ref.fused_module.fused_weight);
+    expect(maxRelError(toFloat32(fused.tensor(`${ref.fused_module.name}.weight`)), want)).toBeLessThanOrEqual(1e-6);
+
+    const outBf16 = join(work, 'mix-bf16');
+    expect(cli('fuse', '--model', STORIES, ...args, '--out', outBf16, '--dtype', 'bf16', '--quiet').code).toBe(0);
+    const bf = readSafetensors(readBytes(join(outBf16, 'model.safetensors')));
+    expect(bf.info(`${ref.fused_module.name}.weight`).dtype).toBe('BF16');
+    expect(maxRelError(toFloat32(bf.tensor(`${ref.fused_module.name}.weight`)), want)).toBeLessThan(2 ** -8);
+    expect(JSON.parse(readFileSync(join(outBf16, 'config.json'), 'utf8')).torch_dtype).toBe('bfloat16');
+  });
+
+  it('refuses bad input with exit 2, a message naming the problem, and no output left behind', () => {
+    const out = join(work, 'never');
+    const cases: [string[], RegExp][] = [
+      [['--model', join(work, 'nope'), '--adapter', join(ADAPTERS, 'tiny-qv-r4')], /model .*nope does not exist/],
+      [['--model', STORIES, '--adapter', join(ADAPTERS, 'tiny-dora-r4:0.5')], /PEFT defines no weighted DoRA merge/],
+      [['--model', STORIES, '--adapter', join(ADAPTERS, 'tiny-vera-r16')], /peft_type "VERA" is not supported yet/],
+      [['--model', STORIES], /at least one --adapter/],
+      [['--model', STORIES, '--adapter', join(ADAPTERS, 'tiny-qv-r4'), '--dtype', 'f8'], /--dtype f8/],
+      [['--model', STORIES, '--adapter', join(ADAPTERS, 'tiny-qv-r4'), '--bogus'], /Unknown option '--bogus'/],
+    ];
+    for (const [args, message] of cases) {
+      const r = cli('fuse', ...args, '--out', out, '--quiet');
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(existsSync(out)).toBe(false);
+    }
+  });
+
+  it('refuses an adapter made for another base, naming the module', () => {
+    const other = join(work, 'wide-model');
+    cpSync(STORIES, other, { recursive: true });
+    const cfg = JSON.parse(readFileSync(join(other, 'config.json'), 'utf8'));
+    chmodSync(join(other, 'config.json'), 0o644);
+    writeFileSync(join(other, 'config.json'), JSON.stringify({ ...cfg, intermediate_size: 100 }));
+    const r = cli('inspect', join(ADAPTERS, 'tiny-all-r8'), '--model', other);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toMatch(/mlp\.(down|gate|up)_proj.*base module is/);
+  });
+
+  it('refuses a truncated model file naming it', () => {
+    const broken = join(work, 'truncated');
+    cpSync(STORIES, broken, { recursive: true });
+    const bytes = readBytes(join(STORIES, 'model.safetensors'));
+    chmodSync(join(broken, 'model.safetensors'), 0o644);
+    writeFileSync(join(broken, 'model.safetensors'), bytes.subarray(0, 100_000));
+    const r = cli('fuse', '--model', broken, '--adapter', join(ADAPTERS, 'tiny-qv-r4'), '--out', join(work, 'x'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/truncated\/model.safetensors.*safetensors_bad_offsets/);
+  });
+});
+
+describe('lora-edge inspect', () => {
+  it('summarises stories260k: shapes from the config and the parameter count', () => {
+    const r = cli('inspect', STORIES, '--json');
+    expect(r.code).toBe(0);
+    const rep = JSON.parse(r.stdout);
+    // 512·64 embeddings + 5 layers × (2·64 norms + q 64·64 + k,v 32·64 + o 64·64 + 3·172·64) + 64
+    expect(rep.parameters).toBe(512 * 64 + 5 * (128 + 4096 + 2 * 2048 + 4096 + 3 * 172 * 64) + 64);
+    expect(rep.summary).toMatchObject({ model_type: 'llama', layers: 5, kv_heads: 4, head_dim: 8, tied_embeddings: true });
+    expect(rep.tensors).toHaveLength(47);
+    expect(rep.problems).toEqual([]);
+  });
+
+  it.each(ALL_ADAPTERS)('summarises %s', (name) => {
+    const r = cli('inspect', join(ADAPTERS, name), '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const rep = JSON.parse(r.stdout);
+    const cfg = readJson<{ peft_type: string; r: number }>(join(ADAPTERS, name, 'adapter_config.json'));
+    const header = readSafetensors(readBytes(join(ADAPTERS, name, 'adapter_model.safetensors')));
+    expect(rep.kind).toBe('adapter');
+    expect(rep.summary.peft_type).toBe(cfg.peft_type);
+    expect(rep.tensors.map((t: { name: string }) => t.name)).toEqual(header.names());
+    if (cfg.peft_type === 'LORA') {
+      const ref = readJson<{ modules: Record<string, { r: number }> }>(join(ADAPTERS, name, 'reference.json'));
+      expect(rep.summary.modules).toBe(Object.keys(ref.modules).length);
+      expect(rep.summary.ranks).toEqual([...new Set(Object.values(ref.modules).map((m) => m.r))].sort());
+      expect(rep.problems).toEqual([]);
+    } else {
+      expect(rep.notes.join()).toMatch(/not served yet/);
+    }
+  });
+
+  it('lists a .safetensors file from its header alone', () => {
+    const r = cli('inspect', join(FIXTURES, 'nf4', 'normal_128x64__dq.safetensors'));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/weight\.nested_absmax\s+F32\s+\[\d+\]/);
+    expect(r.stdout).toMatch(/NF4-quantized tensors/);
+  });
+
+  it('names a missing path and prints --help for every command', () => {
+    const r = cli('inspect', join(work, 'missing'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/missing: no such file or directory/);
+    for (const c of ['inspect', 'fuse']) expect(cli(c, '--help').stdout).toMatch(/^Usage: lora-edge/);
+    expect(cli('--help').code).toBe(0);
+    expect(cli('frobnicate').code).toBe(2);
+  });
+});
