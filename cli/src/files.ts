@@ -110,7 +110,17 @@ export function openModelDir(dir: string): ModelDir {
     for (const f of files) f.close();
     throw e;
   }
-  return { dir, configText, config, files, sharded, tensors, close: () => files.forEach((f) => f.close()) };
+  return {
+    dir,
+    configText,
+    config,
+    files,
+    sharded,
+    tensors,
+    close: () => {
+      for (const f of files) f.close();
+    },
+  };
 }
 
 export function readAdapterFiles(dir: string): { configText: string; weights: Uint8Array; configFile: string; weightsFile: string } {
