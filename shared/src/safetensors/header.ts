@@ -43,7 +43,7 @@ export function readHeaderLength(prefix: Uint8Array, fileSize: number): number {
   return len;
 }
 
-const decoder = new TextDecoder('utf-8', { fatal: true });
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * Parses and validates the header. `prefix` holds at least the first 8 + N bytes; `fileSize`

@@ -1,0 +1,7 @@
+import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  plugins: [cloudflareTest({ wrangler: { configPath: './wrangler.jsonc' } })],
+  test: { name: 'infer', include: ['src/**/*.test.ts', 'test/**/*.test.ts'] },
+});

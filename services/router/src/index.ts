@@ -1,0 +1,13 @@
+import { Hono } from 'hono';
+
+/** The router Worker: public OpenAI-compatible API: auth, validation, adapter selection, dispatch. */
+export const SERVICE = 'router';
+export const VERSION = '0.1.0';
+
+const app = new Hono();
+
+app.get('/health', (c) => c.json({ status: 'ok', service: SERVICE, version: VERSION }));
+
+app.notFound((c) => c.json({ error: { code: 'not_found', message: `no route for ${c.req.method} ${c.req.path}` } }, 404));
+
+export default app;
