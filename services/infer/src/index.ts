@@ -1,8 +1,7 @@
 import { Hono } from 'hono';
+import { SERVICE, VERSION } from './version.ts';
 
 /** The infer Worker: forward passes of small models with onnxruntime-web inside the Worker. */
-export const SERVICE = 'infer';
-export const VERSION = '0.1.0';
 
 const app = new Hono();
 

@@ -1,8 +1,7 @@
 import { Hono } from 'hono';
+import { SERVICE, VERSION } from './version.ts';
 
 /** The merge Worker: adapter uploads, signed webhooks, merge / fuse / NF4 jobs, artifact cache in R2. */
-export const SERVICE = 'merge';
-export const VERSION = '0.1.0';
 
 const app = new Hono();
 

@@ -1,8 +1,7 @@
 import { Hono } from 'hono';
+import { SERVICE, VERSION } from './version.ts';
 
 /** The router Worker: public OpenAI-compatible API: auth, validation, adapter selection, dispatch. */
-export const SERVICE = 'router';
-export const VERSION = '0.1.0';
 
 const app = new Hono();
 
