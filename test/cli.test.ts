@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readSafetensors, toFloat32 } from '@lora-edge/shared';
+import { fromFloat32, planShards, readSafetensors, serializeSafetensors, toFloat32 } from '@lora-edge/shared';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ADAPTERS, ALL_ADAPTERS, FIXTURES, flatten, maxRelError, readBytes, readJson, STORIES } from './fixtures.ts';
 
@@ -76,6 +76,49 @@ describe('lora-edge fuse', () => {
       expect(r.stderr).toMatch(message);
       expect(existsSync(out)).toBe(false);
     }
+  });
+
+  it('fuses a sharded bf16 model into a sharded bf16 model, tokenizer files copied', () => {
+    // The input: stories260k converted to bf16, split into shards.
+    const src = readSafetensors(readBytes(join(STORIES, 'model.safetensors')));
+    const sharded = join(work, 'sharded');
+    mkdirSync(sharded);
+    const specs = src.names().map((n) => {
+      const t = src.tensor(n);
+      return { name: n, ...fromFloat32(toFloat32(t), 'BF16', t.shape) };
+    });
+    const plan = planShards(specs, 200_000);
+    expect(plan.files.length).toBeGreaterThan(1);
+    for (const f of plan.files) {
+      writeFileSync(
+        join(sharded, f.name),
+        serializeSafetensors(
+          f.specs.map((s) => specs.find((t) => t.name === s.name)!),
+          { metadata: { format: 'pt' } },
+        ),
+      );
+    }
+    writeFileSync(join(sharded, 'model.safetensors.index.json'), JSON.stringify(plan.index));
+    writeFileSync(join(sharded, 'config.json'), readFileSync(join(STORIES, 'config.json')));
+    writeFileSync(join(sharded, 'tokenizer.json'), '{"version":"1.0"}');
+
+    const out = join(work, 'sharded-out');
+    const r = cli('fuse', '--model', sharded, '--adapter', join(ADAPTERS, 'tiny-dora-r4'), '--out', out, '--quiet');
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(out, 'tokenizer.json'), 'utf8')).toBe('{"version":"1.0"}');
+    const index = JSON.parse(readFileSync(join(out, 'model.safetensors.index.json'), 'utf8'));
+    expect(index.weight_map).toEqual(plan.index.weight_map);
+    const ref = readJson<MergedRef>(join(ADAPTERS, 'tiny-dora-r4', 'reference.json'));
+    for (const [module, m] of Object.entries(ref.merged_modules)) {
+      const file = index.weight_map[`${module}.weight`];
+      const t = readSafetensors(readBytes(join(out, file))).tensor(`${module}.weight`);
+      expect(t.dtype).toBe('BF16');
+      // bf16 base weights: within bf16 rounding of PEFT's f32 result.
+      expect(maxRelError(toFloat32(t), flatten(m.merged_weight))).toBeLessThan(2 ** -7);
+    }
+    const rep = JSON.parse(cli('inspect', out, '--json').stdout);
+    expect(rep.summary.files).toEqual(plan.files.map((f) => f.name));
+    expect(rep.problems).toEqual([]);
   });
 
   it('refuses an adapter made for another base, naming the module', () => {
