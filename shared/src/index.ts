@@ -1,5 +1,6 @@
 export * from './errors.ts';
 export * from './json.ts';
+export * from './llama/index.ts';
 export * from './lora/index.ts';
 export * from './model/index.ts';
 export * from './peft/index.ts';
