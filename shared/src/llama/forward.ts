@@ -149,7 +149,7 @@ export function argmax(v: Float32Array): number {
 export function greedy(w: LlamaWeights, prompt: readonly number[], n: number): { ids: number[]; firstLogits: Float32Array } {
   if (prompt.length === 0) throw new LoraEdgeError('invalid_argument', 'the prompt is empty');
   const cache = newCache(w, Math.min(w.config.maxPositions, prompt.length + n));
-  let logits = new Float32Array(0);
+  let logits: Float32Array = new Float32Array(0);
   for (const t of prompt) logits = forwardToken(w, cache, t);
   const firstLogits = logits;
   const ids: number[] = [];
