@@ -2,7 +2,7 @@ import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { planSafetensors, type TensorSpec } from '@lora-edge/shared';
-import { openSafetensors } from '../cli/src/files.ts';
+import { openSafetensors } from '../gpu-runner/src/io/files.ts';
 import { type Suite, timeMs } from './lib.ts';
 
 /** Tensor specs of a Llama-shaped checkpoint of about `bytes` (f32), many tensors like a real one. */

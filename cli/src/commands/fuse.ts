@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, copyFileSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { openModelDir, readAdapterFiles } from '@lora-edge/gpu-runner';
 import {
   assertAdapterFitsModel,
   assertWeights,
@@ -20,7 +21,6 @@ import {
 } from '@lora-edge/shared';
 import { parseAdapterArg } from '../adapter-arg.ts';
 import { UsageError } from '../errors.ts';
-import { openModelDir, readAdapterFiles } from '../files.ts';
 import { writeDirAtomically } from '../output-dir.ts';
 import { progressBar } from '../progress.ts';
 

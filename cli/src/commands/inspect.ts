@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
+import { isAdapterDir, isModelDir, openModelDir, openSafetensors, readAdapterFiles } from '@lora-edge/gpu-runner';
 import {
   ADAPTER_WEIGHTS_FILE,
   adapterParameterCount,
@@ -13,7 +14,6 @@ import {
   type TensorInfo,
 } from '@lora-edge/shared';
 import { UsageError } from '../errors.ts';
-import { isAdapterDir, isModelDir, openModelDir, openSafetensors, readAdapterFiles } from '../files.ts';
 
 export const INSPECT_HELP = `Usage: lora-edge inspect <path> [--model <dir>] [--json]
 

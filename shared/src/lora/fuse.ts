@@ -77,8 +77,8 @@ export function addRowDelta(acc: Float64Array, t: DeltaTerm, i: number, inF: num
   }
 }
 
-export function checkShapes(W: Float32Array, out: number, inF: number, terms: readonly DeltaTerm[]): void {
-  if (W.length !== out * inF) throw new LoraEdgeError('invalid_argument', `weight holds ${W.length} values, not ${out}×${inF}`);
+export function checkShapes(W: Float32Array | undefined, out: number, inF: number, terms: readonly DeltaTerm[]): void {
+  if (W && W.length !== out * inF) throw new LoraEdgeError('invalid_argument', `weight holds ${W.length} values, not ${out}×${inF}`);
   for (const t of terms) {
     if (t.A.length !== t.r * inF || t.B.length !== out * t.r || (t.magnitude && t.magnitude.length !== out)) {
       throw new LoraEdgeError('adapter_shape_mismatch', `factors do not fit a ${out}×${inF} module at rank ${t.r}`, { field: t.source });

@@ -1,3 +1,4 @@
+import { LoraEdgeError } from '../errors.ts';
 import { addRowDelta, checkShapes } from './fuse.ts';
 import type { DeltaTerm } from './terms.ts';
 
@@ -15,7 +16,8 @@ export interface StackedLora {
   rowScale?: Float32Array;
 }
 
-export function stackTerms(W: Float32Array, out: number, inF: number, terms: readonly DeltaTerm[]): StackedLora {
+/** `W` is read only for DoRA terms (their row norms); pass undefined when the mix has none. */
+export function stackTerms(W: Float32Array | undefined, out: number, inF: number, terms: readonly DeltaTerm[]): StackedLora {
   checkShapes(W, out, inF, terms);
   const rank = terms.reduce((s, t) => s + t.r, 0);
   const A = new Float32Array(rank * inF);
@@ -24,7 +26,8 @@ export function stackTerms(W: Float32Array, out: number, inF: number, terms: rea
   let col = 0;
   for (const t of terms) {
     A.set(t.A, col * inF);
-    const g = t.magnitude ? doraRowScale(W, out, inF, t) : undefined;
+    if (t.magnitude && !W) throw new LoraEdgeError('invalid_argument', 'a DoRA term needs the base weight to stack');
+    const g = t.magnitude && W ? doraRowScale(W, out, inF, t) : undefined;
     if (g) {
       rowScale ??= new Float32Array(out).fill(1);
       for (let i = 0; i < out; i++) rowScale[i] = (rowScale[i] as number) + (g[i] as number) - 1;

@@ -142,3 +142,14 @@ export function readAdapterFiles(dir: string): { configText: string; weights: Ui
 export function loadAdapterDir(dir: string): LoraAdapter {
   return loadLoraAdapter(readAdapterFiles(dir));
 }
+
+/** A model folder as the engine reads it: tensors on demand by name. */
+export function modelSource(model: ModelDir): { config: ModelConfig; get(name: string): Tensor | undefined } {
+  return {
+    config: model.config,
+    get(name) {
+      const t = model.tensors.get(name);
+      return t ? t.source.read(t.info) : undefined;
+    },
+  };
+}
