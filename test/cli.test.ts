@@ -20,21 +20,24 @@ interface MergedRef {
 }
 
 describe('lora-edge fuse', () => {
-  it('fuses tiny-dora-r4 into stories260k: fused modules equal PEFT, the rest bit for bit', () => {
-    const out = join(work, 'dora');
-    const r = cli('fuse', '--model', STORIES, '--adapter', join(ADAPTERS, 'tiny-dora-r4'), '--out', out, '--quiet');
+  it.each(ALL_ADAPTERS)('fuses %s into stories260k: fused modules equal PEFT, the rest bit for bit', (name) => {
+    const out = join(work, `fused-${name}`);
+    const r = cli('fuse', '--model', STORIES, '--adapter', join(ADAPTERS, name), '--out', out, '--quiet');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('10 tensors fused, 37 copied unchanged');
     const fused = readSafetensors(readBytes(join(out, 'model.safetensors')));
     const base = readSafetensors(readBytes(join(STORIES, 'model.safetensors')));
-    const ref = readJson<MergedRef>(join(ADAPTERS, 'tiny-dora-r4', 'reference.json'));
+    const ref = readJson<MergedRef & { modules: Record<string, unknown> }>(join(ADAPTERS, name, 'reference.json'));
+    expect(r.stdout).toContain(
+      `${Object.keys(ref.modules).length} tensors fused, ${47 - Object.keys(ref.modules).length} copied unchanged`,
+    );
     for (const [module, m] of Object.entries(ref.merged_modules)) {
       expect(maxRelError(toFloat32(fused.tensor(`${module}.weight`)), flatten(m.merged_weight))).toBeLessThanOrEqual(1e-6);
     }
-    for (const name of base.names()) {
-      if (/self_attn\.(q|v)_proj/.test(name)) continue;
-      expect(Buffer.from(fused.tensor(name).data).equals(Buffer.from(base.tensor(name).data)), name).toBe(true);
+    const touched = new Set(Object.keys(ref.modules).map((m) => `${m}.weight`));
+    for (const n of base.names()) {
+      if (touched.has(n)) continue;
+      expect(Buffer.from(fused.tensor(n).data).equals(Buffer.from(base.tensor(n).data)), n).toBe(true);
     }
     expect(fused.names()).toEqual(base.names());
     expect(readFileSync(join(out, 'config.json'), 'utf8')).toContain('"model_type": "llama"');
@@ -62,10 +65,14 @@ describe('lora-edge fuse', () => {
 
   it('refuses bad input with exit 2, a message naming the problem, and no output left behind', () => {
     const out = join(work, 'never');
+    const ia3 = join(work, 'ia3');
+    cpSync(join(ADAPTERS, 'tiny-qv-r4'), ia3, { recursive: true });
+    chmodSync(join(ia3, 'adapter_config.json'), 0o644);
+    writeFileSync(join(ia3, 'adapter_config.json'), JSON.stringify({ peft_type: 'IA3', target_modules: ['q_proj'] }));
     const cases: [string[], RegExp][] = [
       [['--model', join(work, 'nope'), '--adapter', join(ADAPTERS, 'tiny-qv-r4')], /model .*nope does not exist/],
       [['--model', STORIES, '--adapter', join(ADAPTERS, 'tiny-dora-r4:0.5')], /PEFT defines no weighted DoRA merge/],
-      [['--model', STORIES, '--adapter', join(ADAPTERS, 'tiny-vera-r16')], /peft_type "VERA" is not supported yet/],
+      [['--model', STORIES, '--adapter', ia3], /peft_type "IA3" is not supported/],
       [['--model', STORIES], /at least one --adapter/],
       [['--model', STORIES, '--adapter', join(ADAPTERS, 'tiny-qv-r4'), '--dtype', 'f8'], /--dtype f8/],
       [['--model', STORIES, '--adapter', join(ADAPTERS, 'tiny-qv-r4'), '--bogus'], /Unknown option '--bogus'/],
@@ -165,14 +172,14 @@ describe('lora-edge inspect', () => {
     expect(rep.kind).toBe('adapter');
     expect(rep.summary.peft_type).toBe(cfg.peft_type);
     expect(rep.tensors.map((t: { name: string }) => t.name)).toEqual(header.names());
-    if (cfg.peft_type === 'LORA') {
-      const ref = readJson<{ modules: Record<string, { r: number }> }>(join(ADAPTERS, name, 'reference.json'));
-      expect(rep.summary.modules).toBe(Object.keys(ref.modules).length);
-      expect(rep.summary.ranks).toEqual([...new Set(Object.values(ref.modules).map((m) => m.r))].sort());
-      expect(rep.problems).toEqual([]);
-    } else {
-      expect(rep.notes.join()).toMatch(/not served yet/);
+    const ref = readJson<{ modules: Record<string, { r?: number; kept_rank?: number }> }>(join(ADAPTERS, name, 'reference.json'));
+    expect(rep.summary.modules).toBe(Object.keys(ref.modules).length);
+    if (cfg.peft_type !== 'VERA') {
+      const ranks = Object.values(ref.modules).map((m) => m.r ?? m.kept_rank);
+      expect(rep.summary.ranks).toEqual([...new Set(ranks)].sort((a, b) => (a as number) - (b as number)));
     }
+    expect(rep.problems).toEqual([]);
+    expect(rep.notes.some((n: string) => n.includes('LoRI-style'))).toBe(name === 'tiny-lori-r8');
   });
 
   it('lists a .safetensors file from its header alone', () => {

@@ -7,6 +7,7 @@ export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fix
 export const STORIES = join(FIXTURES, 'models', 'stories260k');
 export const ADAPTERS = join(FIXTURES, 'adapters');
 export const LORA_ADAPTERS = ['tiny-qv-r4', 'tiny-all-r8', 'tiny-rslora-r8', 'tiny-dora-r4', 'tiny-lori-r8'] as const;
+/** Every fixture adapter: LoRA-family first, then VeRA and AdaLoRA. */
 export const ALL_ADAPTERS = [...LORA_ADAPTERS, 'tiny-vera-r16', 'tiny-adalora-r8'] as const;
 
 export function fixture(...parts: string[]): string {

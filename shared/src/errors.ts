@@ -24,7 +24,9 @@ export type ErrorCode =
   | 'adapter_base_mismatch'
   | 'adapter_weight_invalid'
   | 'sharded_index_invalid'
-  | 'non_finite_value';
+  | 'non_finite_value'
+  | 'nf4_invalid'
+  | 'merge_invalid';
 
 export interface ErrorPlace {
   file?: string;

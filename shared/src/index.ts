@@ -1,8 +1,11 @@
 export * from './errors.ts';
 export * from './json.ts';
+export * as linalg from './linalg/index.ts';
 export * from './llama/index.ts';
 export * from './lora/index.ts';
+export * from './merge/index.ts';
 export * from './model/index.ts';
+export * from './nf4/index.ts';
 export * from './peft/index.ts';
 export * from './safetensors/index.ts';
 export * from './tensor/index.ts';

@@ -4,14 +4,16 @@ import { isAdapterDir, isModelDir, openModelDir, openSafetensors, readAdapterFil
 import {
   ADAPTER_WEIGHTS_FILE,
   adapterParameterCount,
-  assertAdapterFitsModel,
   checkWeights,
+  fitAdapterToModel,
   isLoraEdgeError,
+  type LoraModule,
   loadLoraAdapter,
   numel,
   parseAdapterConfig,
   readSafetensors,
   type TensorInfo,
+  toFloat32,
 } from '@lora-edge/shared';
 import { UsageError } from '../errors.ts';
 
@@ -116,28 +118,34 @@ function inspectAdapter(dir: string, modelDir?: string): InspectReport {
     target_modules: config.target_modules ?? null,
   };
   let parameters = totals(infos).parameters;
-  if (config.peft_type === 'LORA' && problems.length === 0) {
+  if (problems.length === 0) {
     try {
       const a = loadLoraAdapter(files);
-      const ranks = [...new Set([...a.modules.values()].map((m) => m.r))].sort((x, y) => x - y);
-      const scalings = [...new Set([...a.modules.values()].map((m) => Number(m.scaling.toPrecision(6))))];
-      Object.assign(summary, {
-        r: config.r,
-        lora_alpha: config.lora_alpha,
-        ranks,
-        scalings,
-        use_rslora: config.use_rslora ?? false,
-        use_dora: a.useDora,
-        rank_pattern: config.rank_pattern ?? {},
-        alpha_pattern: config.alpha_pattern ?? {},
-        modules: a.modules.size,
-      });
+      const mods = [...a.modules.values()];
+      const ranks = [...new Set(mods.map((m) => m.r))].sort((x, y) => x - y);
+      const scalings = [...new Set(mods.map((m) => Number(m.scaling.toPrecision(6))))];
+      Object.assign(summary, { r: config.r, ranks, scalings, modules: a.modules.size });
+      if (a.peftType === 'LORA') {
+        Object.assign(summary, {
+          lora_alpha: config.lora_alpha,
+          use_rslora: config.use_rslora ?? false,
+          use_dora: a.useDora,
+          rank_pattern: config.rank_pattern ?? {},
+          alpha_pattern: config.alpha_pattern ?? {},
+        });
+        const sparsity = bSparsity(mods);
+        if (sparsity >= 0.8) notes.push(`lora_B is ${(sparsity * 100).toFixed(1)}% exact zeros (LoRI-style sparse adapter)`);
+      } else if (a.peftType === 'VERA') {
+        Object.assign(summary, { projection_prng_key: config.projection_prng_key, shared_projections: 'vera_A, vera_B (stored once)' });
+      } else {
+        Object.assign(summary, { init_r: config.init_r, target_r: config.target_r, lora_alpha: config.lora_alpha });
+      }
       parameters = adapterParameterCount(a);
       notes.push(...a.warnings);
       if (modelDir) {
         const m = openModelDir(modelDir);
         try {
-          assertAdapterFitsModel(a, m.config, join(dir, ADAPTER_WEIGHTS_FILE));
+          fitAdapterToModel(a, m.config, join(dir, ADAPTER_WEIGHTS_FILE));
           notes.push(`fits the base model at ${modelDir}`);
         } finally {
           m.close();
@@ -147,13 +155,20 @@ function inspectAdapter(dir: string, modelDir?: string): InspectReport {
       if (!isLoraEdgeError(e)) throw e;
       problems.push(e.message);
     }
-  } else if (problems.length === 0) {
-    for (const k of ['r', 'lora_alpha', 'init_r', 'target_r', 'projection_prng_key', 'save_projection'] as const) {
-      if (config[k] !== undefined && config[k] !== null) summary[k] = config[k];
-    }
-    notes.push(`peft_type ${config.peft_type} can be inspected but not served yet`);
   }
   return { kind: 'adapter', path: dir, summary, tensors: tensorRows(infos), parameters, bytes: totals(infos).bytes, problems, notes };
+}
+
+/** Share of exact zeros over all lora_B factors. */
+function bSparsity(mods: readonly LoraModule[]): number {
+  let zeros = 0;
+  let total = 0;
+  for (const m of mods) {
+    const b = toFloat32(m.B);
+    for (let i = 0; i < b.length; i++) if (b[i] === 0) zeros++;
+    total += b.length;
+  }
+  return total ? zeros / total : 0;
 }
 
 function inspectFile(path: string): InspectReport {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ADAPTERS, LORA_ADAPTERS, readBytes, readJson, STORIES } from '../../../test/fixtures.ts';
+import { ADAPTERS, ALL_ADAPTERS, readBytes, readJson, STORIES } from '../../../test/fixtures.ts';
 import { mixTerms } from '../lora/mix.ts';
 import { parseModelConfig } from '../model/config.ts';
 import { loadLoraAdapter } from '../peft/adapter.ts';
@@ -37,7 +37,7 @@ describe('reference decoder on stories260k', () => {
   });
 });
 
-describe.each(LORA_ADAPTERS)('reference decoder with %s', (name) => {
+describe.each(ALL_ADAPTERS)('reference decoder with %s', (name) => {
   const ref = readJson<{ generations: { prompt_ids: number[]; greedy_ids_merged: number[]; last_prompt_logits_merged: number[] }[] }>(
     join(ADAPTERS, name, 'reference.json'),
   );

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ADAPTERS, flatten, LORA_ADAPTERS, maxRelError, readBytes, readJson, STORIES } from '../../../test/fixtures.ts';
+import { ADAPTERS, ALL_ADAPTERS, flatten, maxRelError, readBytes, readJson, STORIES } from '../../../test/fixtures.ts';
 import { parseModelConfig } from '../model/config.ts';
-import { assertAdapterFitsModel, type LoraAdapter, loadLoraAdapter } from '../peft/adapter.ts';
+import { fitAdapterToModel, type LoraAdapter, loadLoraAdapter } from '../peft/adapter.ts';
 import { readSafetensors } from '../safetensors/read.ts';
 import { toFloat32 } from '../tensor/tensor.ts';
 import { fuseModule } from './fuse.ts';
@@ -39,11 +39,11 @@ function inputs(n: number, len: number, seed: number): Float32Array {
   });
 }
 
-describe.each(LORA_ADAPTERS)('%s', (name) => {
+describe.each(ALL_ADAPTERS)('%s', (name) => {
   const adapter = load(name);
   const ref = readJson<Reference>(join(ADAPTERS, name, 'reference.json'));
 
-  it('fits stories260k', () => assertAdapterFitsModel(adapter, config));
+  it('fits stories260k', () => fitAdapterToModel(adapter, config));
 
   it.each(Object.keys(ref.merged_modules))('fusing %s reproduces PEFT within 1e-6', (module) => {
     const m = adapter.modules.get(module);

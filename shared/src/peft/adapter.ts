@@ -4,15 +4,22 @@ import { linearShape } from '../model/weights.ts';
 import { readSafetensors, type SafetensorsFile } from '../safetensors/read.ts';
 import { isFloatDType } from '../tensor/dtype.ts';
 import { firstNonFinite, type Tensor, toFloat32 } from '../tensor/tensor.ts';
+import { loadAdaLoraModules } from './adalora.ts';
 import { type AdapterConfig, loraModuleHyper, parseAdapterConfig } from './config.ts';
 import { isTargeted } from './targets.ts';
+import { loadVeraModules, veraModule } from './vera.ts';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
 
-/** One LoRA module: ΔW = scaling · B A (DoRA adds the magnitude vector m). */
+/**
+ * One adapted module in low-rank form: ΔW = scaling · B A (DoRA adds the magnitude vector m).
+ * VeRA and AdaLoRA modules are brought to this form on load (their own factors are kept in
+ * `source` for inspection).
+ */
 export interface LoraModule {
   module: string;
+  kind: 'lora' | 'vera' | 'adalora';
   r: number;
   alpha: number;
   scaling: number;
@@ -24,10 +31,13 @@ export interface LoraModule {
   magnitude?: Tensor;
   outFeatures: number;
   inFeatures: number;
+  /** VeRA: the shared projections and this module's scales (to re-slice when fitting a base). */
+  vera?: { veraA: Float32Array; maxIn: number; veraB: Float32Array; lambdaB: Float32Array; lambdaD: Float32Array };
 }
 
 export interface LoraAdapter {
   config: AdapterConfig;
+  peftType: 'LORA' | 'VERA' | 'ADALORA';
   useDora: boolean;
   /** Keyed by module path relative to the model, e.g. `model.layers.0.self_attn.q_proj`. */
   modules: Map<string, LoraModule>;
@@ -35,7 +45,7 @@ export interface LoraAdapter {
   warnings: string[];
 }
 
-const PREFIX = 'base_model.model.';
+export const PREFIX = 'base_model.model.';
 /** PEFT saves without the adapter name; some tools keep `.default`: accept both. */
 const KEY_RE = /^(.+)\.(lora_A|lora_B|lora_magnitude_vector|lora_embedding_A|lora_embedding_B)(?:\.default)?(?:\.(weight|bias))?$/;
 
@@ -55,11 +65,15 @@ export function loadLoraAdapter(files: AdapterFiles): LoraAdapter {
   const configFile = files.configFile ?? ADAPTER_CONFIG_FILE;
   const file = files.weightsFile ?? ADAPTER_WEIGHTS_FILE;
   const config = parseAdapterConfig(files.configText, configFile);
-  if (config.peft_type !== 'LORA') {
-    throw new LoraEdgeError('adapter_unsupported', `peft_type "${config.peft_type}" is not supported yet (LORA only, DoRA included)`, {
-      file: configFile,
-      field: 'peft_type',
-    });
+  if (!['LORA', 'VERA', 'ADALORA'].includes(config.peft_type)) {
+    throw new LoraEdgeError(
+      'adapter_unsupported',
+      `peft_type "${config.peft_type}" is not supported (LORA with DoRA/rsLoRA, VERA, ADALORA)`,
+      {
+        file: configFile,
+        field: 'peft_type',
+      },
+    );
   }
   if (config.modules_to_save && config.modules_to_save.length > 0) {
     throw new LoraEdgeError('adapter_unsupported', `modules_to_save (${config.modules_to_save.join(', ')}) is not supported`, {
@@ -68,6 +82,10 @@ export function loadLoraAdapter(files: AdapterFiles): LoraAdapter {
     });
   }
   const st = files.weights instanceof Uint8Array ? readSafetensorsAt(files.weights, file) : files.weights;
+  if (config.peft_type === 'VERA')
+    return { config, peftType: 'VERA', useDora: false, modules: loadVeraModules(config, st, file, configFile), warnings: [] };
+  if (config.peft_type === 'ADALORA')
+    return { config, peftType: 'ADALORA', useDora: false, modules: loadAdaLoraModules(config, st, file, configFile), warnings: [] };
   const warnings: string[] = [];
   if (config.fan_in_fan_out) warnings.push('fan_in_fan_out is true but Llama projections are nn.Linear; ignored, as PEFT does');
 
@@ -137,9 +155,9 @@ export function loadLoraAdapter(files: AdapterFiles): LoraAdapter {
         throw new LoraEdgeError('non_finite_value', `${name} holds NaN or Inf`, place);
       }
     }
-    modules.set(module, { module, ...hyper, A: p.A, B: p.B, magnitude: p.magnitude, outFeatures: outF, inFeatures: inF });
+    modules.set(module, { module, kind: 'lora', ...hyper, A: p.A, B: p.B, magnitude: p.magnitude, outFeatures: outF, inFeatures: inF });
   }
-  return { config, useDora: config.use_dora ?? false, modules, warnings };
+  return { config, peftType: 'LORA', useDora: config.use_dora ?? false, modules, warnings };
 }
 
 function readSafetensorsAt(bytes: Uint8Array, file: string): SafetensorsFile {
@@ -151,13 +169,22 @@ function readSafetensorsAt(bytes: Uint8Array, file: string): SafetensorsFile {
   }
 }
 
-/** Refuses an adapter that does not fit the base model: unknown modules or wrong shapes (another base). */
-export function assertAdapterFitsModel(adapter: LoraAdapter, model: ModelConfig, file = ADAPTER_WEIGHTS_FILE): void {
+/**
+ * Checks an adapter against its base model and refuses what does not fit (unknown modules,
+ * wrong shapes: an adapter for another base). VeRA modules learn their in_features only from
+ * the base, so they are re-sliced here from the shared projections.
+ */
+export function fitAdapterToModel(adapter: LoraAdapter, model: ModelConfig, file = ADAPTER_WEIGHTS_FILE): void {
   for (const m of adapter.modules.values()) {
     const shape = linearShape(model, m.module);
     const place = { file, tensor: `${PREFIX}${m.module}` };
     if (!shape) throw new LoraEdgeError('adapter_base_mismatch', `the base model has no linear module ${m.module}`, place);
     const [out, inF] = shape;
+    if (m.vera && m.inFeatures !== inF && inF <= m.vera.maxIn && out === m.outFeatures) {
+      const v = m.vera;
+      adapter.modules.set(m.module, veraModule(m.module, v.veraA, v.maxIn, v.veraB, m.r, v.lambdaB, v.lambdaD, inF));
+      continue;
+    }
     if (m.inFeatures !== inF || m.outFeatures !== out) {
       const hint = m.inFeatures !== inF && m.inFeatures !== out ? ' (an adapter for another base model?)' : '';
       throw new LoraEdgeError(

@@ -7,7 +7,7 @@ import { LoraEdgeError } from '../errors.ts';
 import { parseModelConfig } from '../model/config.ts';
 import { readSafetensors } from '../safetensors/read.ts';
 import { type NamedTensor, serializeSafetensors } from '../safetensors/write.ts';
-import { assertAdapterFitsModel, loadLoraAdapter } from './adapter.ts';
+import { fitAdapterToModel, loadLoraAdapter } from './adapter.ts';
 import { loraModuleHyper, matchPatternKey, parseAdapterConfig } from './config.ts';
 import { isTargeted } from './targets.ts';
 
@@ -39,10 +39,23 @@ describe('fixture adapters', () => {
     }
   });
 
-  it.each(['tiny-vera-r16', 'tiny-adalora-r8'])('%s is refused by name until its type is supported', (name) => {
-    expect(() => loadLoraAdapter({ configText: configOf(name), weights: weightsOf(name) })).toThrow(
-      /peft_type "(VERA|ADALORA)" is not supported yet/,
+  it('VeRA: shared projections sliced per module, no alpha/r scaling', () => {
+    const a = loadLoraAdapter({ configText: configOf('tiny-vera-r16'), weights: weightsOf('tiny-vera-r16') });
+    expect(a.peftType).toBe('VERA');
+    expect(a.modules.size).toBe(10);
+    const v = a.modules.get('model.layers.0.self_attn.v_proj')!;
+    expect({ r: v.r, scaling: v.scaling, out: v.outFeatures, in: v.inFeatures }).toEqual({ r: 16, scaling: 1, out: 32, in: 64 });
+  });
+
+  it('AdaLoRA: kept ranks from rank_pattern, scaling / (init_r + 1e-5) as PEFT computes it in float32', () => {
+    const a = loadLoraAdapter({ configText: configOf('tiny-adalora-r8'), weights: weightsOf('tiny-adalora-r8') });
+    const ref = readJson<{ effective_scale_f32: number; modules: Record<string, { kept_rank: number }> }>(
+      join(ADAPTERS, 'tiny-adalora-r8', 'reference.json'),
     );
+    for (const [module, m] of Object.entries(ref.modules)) {
+      expect(a.modules.get(module)!.r).toBe(m.kept_rank);
+      expect(a.modules.get(module)!.scaling).toBe(ref.effective_scale_f32);
+    }
   });
 });
 
@@ -100,6 +113,10 @@ describe('bad adapters', () => {
     ['missing peft_type', { ...good, peft_type: undefined }, 'adapter_config_invalid'],
     ['modules_to_save', { ...good, modules_to_save: ['lm_head'] }, 'adapter_unsupported'],
     ['another peft_type', { ...good, peft_type: 'IA3' }, 'adapter_unsupported'],
+    ['a LoRA file declared as VeRA', { ...good, peft_type: 'VERA' }, 'adapter_key_invalid'],
+    ['a LoRA file declared as AdaLoRA', { ...good, peft_type: 'ADALORA', init_r: 4 }, 'adapter_key_invalid'],
+    ['a LoRA file declared as VeRA', { ...good, peft_type: 'VERA' }, 'adapter_key_invalid'],
+    ['a LoRA file declared as AdaLoRA', { ...good, peft_type: 'ADALORA', init_r: 4 }, 'adapter_key_invalid'],
     ['rank_pattern disagreeing with the tensors', { ...good, rank_pattern: { q_proj: 8 } }, 'adapter_shape_mismatch'],
     ['targets that miss the saved modules', { ...good, target_modules: ['k_proj'] }, 'adapter_key_invalid'],
     ['a bad pattern regex', { ...good, rank_pattern: { '(': 2 } }, 'adapter_config_invalid'],
@@ -130,10 +147,10 @@ describe('bad adapters', () => {
       JSON.stringify({ ...JSON.parse(readFileSync(join(STORIES, 'config.json'), 'utf8')), hidden_size: 128, head_dim: 16 }),
     );
     const a = loadLoraAdapter({ configText: configOf('tiny-qv-r4'), weights: weightsOf('tiny-qv-r4') });
-    expect(() => assertAdapterFitsModel(a, wide)).toThrow(
+    expect(() => fitAdapterToModel(a, wide)).toThrow(
       /adapter_model.safetensors, tensor "base_model.model.model.layers.0.self_attn.q_proj".*another base/,
     );
-    expect(() => assertAdapterFitsModel(a, stories)).not.toThrow();
+    expect(() => fitAdapterToModel(a, stories)).not.toThrow();
   });
 
   it('fuzz: mutated configs give an adapter or a typed error', () => {

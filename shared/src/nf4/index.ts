@@ -1,0 +1,10 @@
+export * from './blockwise8.ts';
+export * from './bnb.ts';
+export { bucketize } from './bucketize.ts';
+export * from './dequantize.ts';
+export { PyFloat, pyFloatRepr, pyJsonDumps } from './pyjson.ts';
+export * from './quant-state.ts';
+export * from './quantize.ts';
+export * from './tables.ts';
+export { torchMeanF32, torchSumF32 } from './torch-mean.ts';
+export * from './types.ts';
