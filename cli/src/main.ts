@@ -1,13 +1,19 @@
 import { parseArgs } from 'node:util';
+import { DEQUANTIZE_HELP, dequantize } from './commands/dequantize.ts';
 import { FUSE_HELP, fuse } from './commands/fuse.ts';
 import { formatReport, INSPECT_HELP, inspect } from './commands/inspect.ts';
+import { MERGE_HELP, merge } from './commands/merge.ts';
+import { QUANTIZE_HELP, quantize } from './commands/quantize.ts';
 import { describeFailure, EXIT_BAD_INPUT, EXIT_OK, UsageError } from './errors.ts';
 
 const MAIN_HELP = `Usage: lora-edge <command> [options]
 
 Commands:
   inspect <path>    what a model folder, adapter folder or .safetensors file holds, and its problems
-  fuse              fuse weighted LoRA adapters into a base model folder
+  fuse              fuse weighted LoRA adapters into a base model folder (optionally then NF4)
+  merge             combine adapters into one PEFT adapter (every add_weighted_adapter type)
+  quantize <path>   NF4-quantize a model folder or a .safetensors file (bitsandbytes layout)
+  dequantize <path> turn NF4 tensors back into their dtype
 
 Run 'lora-edge <command> --help' for a command's options.
 Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input.`;
@@ -39,9 +45,13 @@ const commands: Record<string, Command> = {
       force: { type: 'boolean' },
       quiet: { type: 'boolean' },
       json: { type: 'boolean' },
+      nf4: { type: 'boolean' },
+      'double-quant': { type: 'boolean' },
+      blocksize: { type: 'string' },
     },
     async run(values, positionals) {
       if (positionals.length) throw new UsageError(`fuse takes no positional arguments (got ${positionals.join(' ')})`);
+      if (!values.nf4 && (values['double-quant'] || values.blocksize)) throw new UsageError('--double-quant and --blocksize go with --nf4');
       const r = await fuse({
         model: values.model as string,
         adapters: (values.adapter as string[] | undefined) ?? [],
@@ -49,11 +59,92 @@ const commands: Record<string, Command> = {
         dtype: values.dtype as string | undefined,
         force: values.force as boolean | undefined,
         quiet: values.quiet as boolean | undefined,
+        nf4: values.nf4 as boolean | undefined,
+        doubleQuant: values['double-quant'] as boolean | undefined,
+        blocksize: values.blocksize as string | undefined,
       });
       const summary = { out: r.out, fused: r.fusedTensors.length, copied: r.copiedTensors };
       console.log(
         values.json ? JSON.stringify(summary) : `wrote ${r.out}: ${summary.fused} tensors fused, ${summary.copied} copied unchanged`,
       );
+    },
+  },
+  merge: {
+    help: MERGE_HELP,
+    options: {
+      adapter: { type: 'string', multiple: true },
+      method: { type: 'string' },
+      density: { type: 'string' },
+      'svd-rank': { type: 'string' },
+      'svd-clamp': { type: 'string' },
+      'majority-sign': { type: 'string' },
+      seed: { type: 'string' },
+      exact: { type: 'boolean' },
+      rank: { type: 'string' },
+      'replay-masks': { type: 'string' },
+      out: { type: 'string' },
+      force: { type: 'boolean' },
+      quiet: { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+    async run(values, positionals) {
+      if (positionals.length) throw new UsageError(`merge takes no positional arguments (got ${positionals.join(' ')})`);
+      const r = await merge({
+        adapters: (values.adapter as string[] | undefined) ?? [],
+        method: values.method as string | undefined,
+        density: values.density as string | undefined,
+        svdRank: values['svd-rank'] as string | undefined,
+        svdClamp: values['svd-clamp'] as string | undefined,
+        majoritySign: values['majority-sign'] as string | undefined,
+        seed: values.seed as string | undefined,
+        exact: values.exact as boolean | undefined,
+        rank: values.rank as string | undefined,
+        replayMasks: values['replay-masks'] as string | undefined,
+        out: values.out as string,
+        force: values.force as boolean | undefined,
+        quiet: values.quiet as boolean | undefined,
+      });
+      for (const w of r.warnings) console.error(`warning: ${w}`);
+      console.log(values.json ? JSON.stringify(r) : `wrote ${r.out}: ${r.modules} modules merged, r = lora_alpha = ${r.rank}`);
+    },
+  },
+  quantize: {
+    help: QUANTIZE_HELP,
+    options: {
+      out: { type: 'string' },
+      'double-quant': { type: 'boolean' },
+      blocksize: { type: 'string' },
+      tensors: { type: 'string' },
+      force: { type: 'boolean' },
+      quiet: { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+    async run(values, positionals) {
+      if (positionals.length !== 1) throw new UsageError('quantize takes exactly one <model-dir | file.safetensors>');
+      const r = await quantize({
+        input: positionals[0] as string,
+        out: values.out as string,
+        doubleQuant: values['double-quant'] as boolean | undefined,
+        blocksize: values.blocksize as string | undefined,
+        tensors: values.tensors as string | undefined,
+        force: values.force as boolean | undefined,
+        quiet: values.quiet as boolean | undefined,
+      });
+      console.log(values.json ? JSON.stringify(r) : `wrote ${r.out}: ${r.quantized.length} tensors in NF4`);
+    },
+  },
+  dequantize: {
+    help: DEQUANTIZE_HELP,
+    options: { out: { type: 'string' }, force: { type: 'boolean' }, quiet: { type: 'boolean' }, json: { type: 'boolean' } },
+    async run(values, positionals) {
+      if (positionals.length !== 1) throw new UsageError('dequantize takes exactly one <model-dir | file.safetensors>');
+      const r = await dequantize({
+        input: positionals[0] as string,
+        out: values.out as string,
+        force: values.force as boolean | undefined,
+        quiet: values.quiet as boolean | undefined,
+      });
+      console.log(values.json ? JSON.stringify(r) : `wrote ${r.out}: ${r.tensors} tensors dequantized`);
     },
   },
 };

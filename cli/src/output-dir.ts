@@ -23,3 +23,17 @@ export async function writeDirAtomically(out: string, force: boolean, fill: (tmp
     throw e;
   }
 }
+
+/** The same rule for a single file: written beside the target, renamed into place when complete. */
+export async function writeFileAtomically(out: string, force: boolean, fill: (tmp: string) => Promise<void> | void): Promise<void> {
+  const target = resolve(out);
+  if (existsSync(target) && !force) throw new LoraEdgeError('invalid_argument', `output ${out} exists (pass --force to replace it)`);
+  const tmp = join(dirname(target), `.${basename(target)}.partial-${process.pid}`);
+  try {
+    await fill(tmp);
+    renameSync(tmp, target);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}

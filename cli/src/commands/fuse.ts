@@ -3,13 +3,15 @@ import { closeSync, copyFileSync, existsSync, openSync, readFileSync, writeFileS
 import { join } from 'node:path';
 import { openModelDir, readAdapterFiles } from '@lora-edge/gpu-runner';
 import {
-  assertAdapterFitsModel,
   assertWeights,
+  checkBlocksize,
   type DeltaTerm,
   type DType,
+  fitAdapterToModel,
   fromFloat32,
   fuseModule,
   isFloatDType,
+  isQuantizedLinear,
   LoraEdgeError,
   loadLoraAdapter,
   mixTerms,
@@ -23,6 +25,7 @@ import { parseAdapterArg } from '../adapter-arg.ts';
 import { UsageError } from '../errors.ts';
 import { writeDirAtomically } from '../output-dir.ts';
 import { progressBar } from '../progress.ts';
+import { writeQuantizedModel } from './quantize.ts';
 
 export const FUSE_HELP = `Usage: lora-edge fuse --model <dir> --adapter <dir>[:weight] [--adapter ...] --out <dir> [options]
 
@@ -36,13 +39,17 @@ Options:
   --adapter <dir>[:w]     PEFT adapter folder; the weight follows the last colon (default 1, may be negative)
   --out <dir>             output folder (written atomically)
   --dtype <f32|f16|bf16>  dtype of the written floating tensors (default: as the input)
+  --nf4                   then quantize the linear weights to NF4 (bitsandbytes layout): fused in
+                          full precision, quantized once
+  --double-quant          with --nf4: 8-bit quantize the absmax values too
+  --blocksize <n>         with --nf4: elements per absmax block (default 64)
   --force                 replace a non-empty --out
   --quiet                 no progress output`;
 
 const DTYPE_NAMES: Record<string, DType> = { f32: 'F32', float32: 'F32', f16: 'F16', float16: 'F16', bf16: 'BF16', bfloat16: 'BF16' };
 const TORCH_DTYPE: Record<string, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 /** Files beside the weights that a model folder keeps (tokenizer, generation defaults, license). */
-const COMPANION_FILES = [
+export const COMPANION_FILES = [
   'tokenizer.json',
   'tokenizer_config.json',
   'special_tokens_map.json',
@@ -62,6 +69,9 @@ export interface FuseOptions {
   dtype?: string;
   force?: boolean;
   quiet?: boolean;
+  nf4?: boolean;
+  doubleQuant?: boolean;
+  blocksize?: string;
 }
 
 export interface FuseResult {
@@ -85,7 +95,7 @@ export async function fuse(opts: FuseOptions): Promise<FuseResult> {
       const { dir, weight } = parseAdapterArg(arg);
       const files = readAdapterFiles(dir);
       const adapter = loadLoraAdapter(files);
-      assertAdapterFitsModel(adapter, model.config, files.weightsFile);
+      fitAdapterToModel(adapter, model.config, files.weightsFile);
       recipe.push({ adapter: dir, weight, sha256: createHash('sha256').update(files.weights).digest('hex') });
       return { name: dir, adapter, weight };
     });
@@ -100,6 +110,30 @@ export async function fuse(opts: FuseOptions): Promise<FuseResult> {
     const fused: string[] = [];
     let copied = 0;
     let writtenBytes = 0;
+
+    if (opts.nf4) {
+      // Fuse in full precision, quantize once: dequantize -> add -> requantize would lose quality.
+      const q = {
+        blocksize: checkBlocksize(opts.blocksize === undefined ? 64 : Number(opts.blocksize), 'blocksize'),
+        doubleQuant: opts.doubleQuant ?? false,
+      };
+      const quantized: string[] = [];
+      const fuseOne = (name: string, t: Tensor): Tensor => {
+        const moduleTerms = name.endsWith('.weight') ? terms.get(name.slice(0, -'.weight'.length)) : undefined;
+        if (!moduleTerms) {
+          copied++;
+          return t;
+        }
+        fused.push(name);
+        return fuseTensor(t, moduleTerms, outDtype && isFloatDType(t.dtype) ? outDtype : t.dtype);
+      };
+      const nf4Metadata = { lora_edge: JSON.stringify({ op: 'fuse', semantics: 'peft', adapters: recipe, nf4: q }) };
+      await writeDirAtomically(opts.out, opts.force ?? false, (tmp) => {
+        writeQuantizedModel(model, tmp, isQuantizedLinear, q, bar, quantized, fuseOne, nf4Metadata);
+      });
+      bar.done();
+      return { out: opts.out, fusedTensors: fused, copiedTensors: copied };
+    }
 
     await writeDirAtomically(opts.out, opts.force ?? false, async (tmp) => {
       for (const source of model.files) {

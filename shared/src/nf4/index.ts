@@ -2,6 +2,7 @@ export * from './blockwise8.ts';
 export * from './bnb.ts';
 export { bucketize } from './bucketize.ts';
 export * from './dequantize.ts';
+export * from './model.ts';
 export { PyFloat, pyFloatRepr, pyJsonDumps } from './pyjson.ts';
 export * from './quant-state.ts';
 export * from './quantize.ts';
