@@ -47,7 +47,7 @@ export function parseQuantState(bytes: Uint8Array, tensor: string): QuantStateJs
   if (bytes.byteLength > MAX_QUANT_STATE_BYTES) throw fail(`${bytes.byteLength} bytes is too large for a quant state`);
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes));
   } catch (e) {
     throw fail(`not UTF-8 JSON (${(e as Error).message})`);
   }
