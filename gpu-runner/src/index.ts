@@ -3,7 +3,7 @@ export * from './engine/cache.ts';
 export * from './engine/engine.ts';
 export * from './engine/mix.ts';
 export * from './engine/model.ts';
+export * from './engine/nf4.ts';
 export * from './engine/sampling.ts';
 export * from './io/files.ts';
-export * from './engine/nf4.ts';
 export * from './io/spool.ts';
