@@ -1,4 +1,4 @@
-import { assertAdapterFitsModel, assertMixWeights, LoraEdgeError, mixTerms, PROJECTIONS, type Projection } from '@lora-edge/shared';
+import { assertMixWeights, fitAdapterToModel, LoraEdgeError, mixTerms, PROJECTIONS, type Projection } from '@lora-edge/shared';
 import type { Backend, LoraHandle, WeightHandle } from '../backend/types.ts';
 import { LruCache } from './cache.ts';
 import { buildStacks, type LoraStacks, type MixEntry, mixKey } from './mix.ts';
@@ -142,7 +142,7 @@ export class Engine {
     let stacks: LoraStacks | undefined;
     const keys: { stacks?: string; merged?: string } = {};
     if (mix.length > 0) {
-      for (const m of mix) assertAdapterFitsModel(m.adapter, c, m.id);
+      for (const m of mix) fitAdapterToModel(m.adapter, c, m.id);
       assertMixWeights(mix.map((m) => ({ name: m.id, weight: m.weight })));
       const key = mixKey(mix);
       if (req.mode === 'merged') {
