@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { DEQUANTIZE_HELP, dequantize } from './commands/dequantize.ts';
 import { FUSE_HELP, fuse } from './commands/fuse.ts';
+import { GENERATE_HELP } from './commands/generate-help.ts';
 import { formatReport, INSPECT_HELP, inspect } from './commands/inspect.ts';
 import { MERGE_HELP, merge } from './commands/merge.ts';
 import { QUANTIZE_HELP, quantize } from './commands/quantize.ts';
@@ -14,6 +15,7 @@ Commands:
   merge             combine adapters into one PEFT adapter (every add_weighted_adapter type)
   quantize <path>   NF4-quantize a model folder or a .safetensors file (bitsandbytes layout)
   dequantize <path> turn NF4 tensors back into their dtype
+  generate          generate tokens with the runner engine (adapters merged or unmerged)
 
 Run 'lora-edge <command> --help' for a command's options.
 Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad input.`;
@@ -145,6 +147,47 @@ const commands: Record<string, Command> = {
         quiet: values.quiet as boolean | undefined,
       });
       console.log(values.json ? JSON.stringify(r) : `wrote ${r.out}: ${r.tensors} tensors dequantized`);
+    },
+  },
+  generate: {
+    help: GENERATE_HELP,
+    options: {
+      model: { type: 'string' },
+      adapter: { type: 'string', multiple: true },
+      'prompt-ids': { type: 'string' },
+      prompt: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      seed: { type: 'string' },
+      merged: { type: 'boolean' },
+      unmerged: { type: 'boolean' },
+      'ignore-eos': { type: 'boolean' },
+      backend: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    async run(values, positionals) {
+      if (positionals.length) throw new UsageError(`generate takes no positional arguments (got ${positionals.join(' ')})`);
+      // Loaded on demand: the engine, the native addon and the tokenizer are not needed by other commands.
+      const { generate } = await import('./commands/generate.ts');
+      const r = await generate({
+        model: values.model as string,
+        adapters: (values.adapter as string[] | undefined) ?? [],
+        promptIds: values['prompt-ids'] as string | undefined,
+        prompt: values.prompt as string | undefined,
+        maxTokens: values['max-tokens'] as string | undefined,
+        temperature: values.temperature as string | undefined,
+        topK: values['top-k'] as string | undefined,
+        topP: values['top-p'] as string | undefined,
+        seed: values.seed as string | undefined,
+        merged: values.merged as boolean | undefined,
+        unmerged: values.unmerged as boolean | undefined,
+        ignoreEos: values['ignore-eos'] as boolean | undefined,
+        backend: values.backend as string | undefined,
+      });
+      if (!values.json) console.log(r.text ?? r.ids.join(' '));
+      else console.log(JSON.stringify({ ids: r.ids, text: r.text, finish_reason: r.finishReason, backend: r.backend }));
     },
   },
 };

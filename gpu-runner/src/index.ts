@@ -1,3 +1,4 @@
+export * from './backend/index.ts';
 export * from './backend/types.ts';
 export * from './engine/cache.ts';
 export * from './engine/engine.ts';

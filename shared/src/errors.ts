@@ -26,7 +26,9 @@ export type ErrorCode =
   | 'sharded_index_invalid'
   | 'non_finite_value'
   | 'nf4_invalid'
-  | 'merge_invalid';
+  | 'merge_invalid'
+  | 'registry_invalid'
+  | 'storage_invalid';
 
 export interface ErrorPlace {
   file?: string;

@@ -7,5 +7,7 @@ export * from './merge/index.ts';
 export * from './model/index.ts';
 export * from './nf4/index.ts';
 export * from './peft/index.ts';
+export * from './registry/index.ts';
 export * from './safetensors/index.ts';
+export * from './storage/index.ts';
 export * from './tensor/index.ts';

@@ -17,6 +17,8 @@ export interface GenerateRequest {
   /** Stop ids; default the model's EOS ids unless ignoreEos. */
   stopIds?: readonly number[];
   ignoreEos?: boolean;
+  /** Also return the logits at the last prompt position (the first sampling step). */
+  returnFirstLogits?: boolean;
 }
 
 export interface TokenEvent {
@@ -28,6 +30,7 @@ export interface Completion {
   ids: number[];
   finishReason: 'length' | 'stop';
   promptTokens: number;
+  firstLogits?: Float32Array;
 }
 
 export interface RequestHandle {
@@ -65,6 +68,7 @@ class Sequence {
   reject!: (e: unknown) => void;
   readonly result: Promise<Completion>;
   readonly rng: Rng;
+  firstLogits: Float32Array | undefined;
 
   constructor(
     readonly req: GenerateRequest,
@@ -222,7 +226,9 @@ export class Engine {
     seq.done = true;
     this.release(seq);
     seq.queue.close();
-    seq.resolve({ ids: [...seq.generated], finishReason: reason, promptTokens: seq.req.prompt.length });
+    const c: Completion = { ids: [...seq.generated], finishReason: reason, promptTokens: seq.req.prompt.length };
+    if (seq.firstLogits) c.firstLogits = seq.firstLogits;
+    seq.resolve(c);
   }
 
   private fail(seq: Sequence, e: unknown): void {
@@ -252,7 +258,9 @@ export class Engine {
     this.steps++;
     seqs.forEach((s, i) => {
       s.cached += s.pending().length;
-      const token = sample(logits.subarray(i * vocab, (i + 1) * vocab), s.req.sampling ?? {}, s.rng);
+      const row = logits.subarray(i * vocab, (i + 1) * vocab);
+      if (s.req.returnFirstLogits && s.generated.length === 0) s.firstLogits = row.slice();
+      const token = sample(row, s.req.sampling ?? {}, s.rng);
       s.generated.push(token);
       s.queue.push({ token, index: s.generated.length - 1 });
       if (s.stops.has(token)) this.finish(s, 'stop');

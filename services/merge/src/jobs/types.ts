@@ -1,0 +1,103 @@
+/** Jobs: what the queue carries, what the job Durable Object keeps, what GET /v1/jobs/:id shows. */
+import { MERGE_METHODS, type MergeMethod } from '@lora-edge/shared';
+import { z } from 'zod';
+import { type AdapterSource, MERGE_OUTPUTS, ModelIdSchema, type Recipe, RecipeOptionsSchema, type Visibility } from '../lib.ts';
+
+export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+export type JobKind = 'merge' | 'import';
+
+/** POST /v1/merges, and the `merge` of a generic webhook. */
+export const MergeRequestSchema = z.strictObject({
+  base: ModelIdSchema,
+  adapters: z
+    .array(z.strictObject({ id: z.string().min(1).max(200), weight: z.number().finite().default(1) }))
+    .min(1)
+    .max(16),
+  method: z.enum(MERGE_METHODS).default('linear'),
+  options: RecipeOptionsSchema.default({}),
+  output: z.enum(MERGE_OUTPUTS).default('adapter'),
+});
+export type MergeRequest = z.infer<typeof MergeRequestSchema>;
+
+export interface MergeInputRef {
+  id: string;
+  tenant: string;
+  name: string;
+  digest: string;
+  weight: number;
+  peft_type: 'LORA' | 'VERA' | 'ADALORA';
+  use_dora: boolean;
+}
+
+export interface MergePayload {
+  kind: 'merge';
+  recipe_key: string;
+  /** Canonical: `adapters` below is in the same (sorted) order. */
+  recipe: Recipe;
+  base: { id: string; digest: string };
+  adapters: MergeInputRef[];
+  method: MergeMethod;
+}
+
+export interface ImportPayload {
+  kind: 'import';
+  tenant: string;
+  name: string;
+  base?: string;
+  source: AdapterSource;
+  dir: string;
+  visibility?: Visibility;
+  examples?: string[];
+  watch?: boolean;
+  /** Merges to submit once the adapter is registered (fetch → validate → merge). */
+  merges?: MergeRequest[];
+}
+
+export type JobPayload = MergePayload | ImportPayload;
+
+/** JSON values: what job records hold (they cross the Durable Object RPC boundary). */
+export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+
+export type JobResult = { [key: string]: Json };
+
+export interface JobError {
+  code: string;
+  message: string;
+  [detail: string]: Json;
+}
+
+export interface JobEvent {
+  state: JobState;
+  at: string;
+  note?: string;
+}
+
+export interface JobRecord {
+  id: string;
+  kind: JobKind;
+  state: JobState;
+  /** 0 … 1. */
+  progress: number;
+  stage: string;
+  /** Times a consumer started computing this job. */
+  attempts: number;
+  requesters: string[];
+  created_at: string;
+  updated_at: string;
+  started_at?: string;
+  finished_at?: string;
+  history: JobEvent[];
+  error?: JobError;
+  result?: JobResult;
+  payload: JobPayload;
+  lease?: { token: string; until: number };
+}
+
+export type JobView = Omit<JobRecord, 'payload' | 'lease' | 'requesters'>;
+
+export interface JobMessage {
+  job: string;
+}
+
+export const JOB_ID_RE = /^[0-9a-f]{64}$/;
