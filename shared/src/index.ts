@@ -6,6 +6,7 @@ export * from './lora/index.ts';
 export * from './merge/index.ts';
 export * from './model/index.ts';
 export * from './nf4/index.ts';
+export * as onnx from './onnx/index.ts';
 export * from './peft/index.ts';
 export * from './registry/index.ts';
 export * from './safetensors/index.ts';

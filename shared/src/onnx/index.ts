@@ -1,0 +1,13 @@
+export * from './bake.ts';
+export * from './budget.ts';
+export * from './decoder.ts';
+export * from './decoder-graph.ts';
+export * from './feeds.ts';
+export { attr, GraphBuilder, MS_DOMAIN } from './graph.ts';
+export * from './layout.ts';
+export * from './ort.ts';
+export { DataType, type Dim, encodeModel, type ModelData, type TensorProtoData, type ValueInfo } from './proto.ts';
+export { ProtoWriter } from './protobuf.ts';
+export * from './q4.ts';
+export { ropeInvFreq, ropeTables } from './rope.ts';
+export * from './weights.ts';
