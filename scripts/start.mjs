@@ -1,37 +1,184 @@
 #!/usr/bin/env node
 /**
- * `npm start`: the whole local stack in one process tree, on miniflare's persisted emulation
- * (.wrangler/state): every Worker under one `wrangler dev`, so service bindings, queues and
- * Durable Objects connect locally exactly as in production.
+ * `npm start`: the whole local stack in one command, on miniflare's persisted emulation: every
+ * Worker under one `wrangler dev` (so service bindings, queues and Durable Objects connect
+ * locally exactly as in production), then the demo data seeded through the public API
+ * (idempotently: a restart finds it in place), then the URLs, the demo API key and a curl to try.
+ *
+ *   node scripts/start.mjs [--port 8787] [--persist-to .wrangler/state] [--no-seed]
+ *   (or PORT=…, LORA_EDGE_STATE=…)
+ *
+ * Local secrets live beside the state: <state>/lora-edge.env (ADMIN_TOKEN, made on first start,
+ * given to every Worker) and <state>/lora-edge-demo.json (the demo API key).
  */
 import { spawn } from 'node:child_process';
-import { dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const port = Number(process.env.PORT ?? 8787);
-// The first config is the one served on the port; the others are reached through bindings.
+
+function arg(name) {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const port = Number(arg('--port') ?? process.env.PORT ?? 8787);
+const state = resolve(root, arg('--persist-to') ?? process.env.LORA_EDGE_STATE ?? '.wrangler/state');
+const seed = !process.argv.includes('--no-seed');
+const url = `http://127.0.0.1:${port}`;
+
+/** A port nobody listens on (for the inspector, so two stacks can run side by side). */
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.once('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port: p } = s.address();
+      s.close(() => ok(p));
+    });
+  });
+}
+
+/** ADMIN_TOKEN for this state directory: made once, kept, so restarts keep working. */
+function localSecrets() {
+  mkdirSync(state, { recursive: true });
+  const file = join(state, 'lora-edge.env');
+  if (!existsSync(file)) writeFileSync(file, `ADMIN_TOKEN=local-${randomBytes(18).toString('base64url')}\n`, { mode: 0o600 });
+  const token = /^ADMIN_TOKEN=(.*)$/m.exec(readFileSync(file, 'utf8'))?.[1];
+  if (!token) throw new Error(`${file} has no ADMIN_TOKEN line`);
+  return { file, token };
+}
+
+async function waitReady(child, timeoutMs = 120_000) {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited with code ${child.exitCode}`);
+    try {
+      // The router answers, and through it the merge Worker (401 without a key means it is there).
+      const [health, merge] = await Promise.all([fetch(`${url}/health`), fetch(`${url}/v1/adapters`)]);
+      if (health.ok && merge.status === 401) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  throw new Error(`the stack did not answer on ${url} within ${timeoutMs / 1000} s`);
+}
+
+function runSeed(adminToken) {
+  return new Promise((ok, fail) => {
+    const tsx = join(root, 'node_modules', '.bin', 'tsx');
+    const p = spawn(tsx, [join(root, 'scripts', 'seed.ts'), '--url', url, '--state', state], {
+      cwd: root,
+      env: { ...process.env, ADMIN_TOKEN: adminToken },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    p.stdout.on('data', (c) => {
+      out += c;
+    });
+    p.on('error', fail);
+    p.on('exit', (code) => (code === 0 ? ok(JSON.parse(out.trim().split('\n').at(-1))) : fail(new Error(`seeding failed (exit ${code})`))));
+  });
+}
+
+function banner(demo) {
+  const key = demo.api_key;
+  console.log(`
+lora-edge is up (state: ${state})
+  router + OpenAI API  ${url}/v1        (OpenAPI: ${url}/openapi.json)
+  merge service        ${url}/v1/adapters, /v1/merges, /admin/… (through the router)
+  demo tenant          ${demo.tenant}
+  demo API key         ${key}
+  base models          ${demo.models.join(', ')}
+  adapters             ${demo.adapters.join(', ')}
+  aliases              ${demo.aliases.join(', ')}
+  admin token          in ${join(state, 'lora-edge.env')}
+
+Try:
+  curl -s ${url}/v1/completions -H 'authorization: Bearer ${key}' -H 'content-type: application/json' \\
+    -d '{"model": "story-mix", "prompt": [1], "max_tokens": 16, "temperature": 0, "return_token_ids": true}'
+  curl -s ${url}/v1/chat/completions -H 'authorization: Bearer ${key}' -H 'content-type: application/json' \\
+    -d '{"model": "tiny-random-chat", "messages": [{"role": "user", "content": "Tell me a story about a dragon"}], "max_tokens": 12}'
+`);
+  console.log(`lora-edge ready: ${url}`);
+}
+
+const secrets = localSecrets();
 const workers = ['services/router', 'services/merge', 'services/infer'];
+// The first config is the one served on the port; the others are reached through bindings.
 const args = [
   'dev',
   ...workers.flatMap((w) => ['-c', join(w, 'wrangler.jsonc')]),
   '--port',
   String(port),
+  '--ip',
+  '127.0.0.1',
+  '--inspector-port',
+  String(await freePort()),
   '--persist-to',
-  '.wrangler/state',
+  state,
 ];
 if (process.env.CI || !process.stdout.isTTY) args.push('--show-interactive-dev-session=false');
 
 console.log(`lora-edge local stack: ${workers.join(', ')}`);
-const env = { ...process.env, WRANGLER_SEND_METRICS: 'false' };
-const child = spawn(join(root, 'node_modules', '.bin', 'wrangler'), args, { cwd: root, env, stdio: ['inherit', 'pipe', 'inherit'] });
-let announced = false;
-child.stdout.on('data', (chunk) => {
-  process.stdout.write(chunk);
-  if (!announced && /Ready on/.test(String(chunk))) {
-    announced = true;
-    console.log(`\nlora-edge is up:\n  router  http://localhost:${port}\n  try:    curl -s http://localhost:${port}/health\n`);
-  }
+// `wrangler dev -c a -c b` reads --env-file and .dev.vars for the first Worker only; the others get
+// their local secrets from the process environment (CLOUDFLARE_INCLUDE_PROCESS_ENV). So wrangler
+// runs with a small environment: the Workers see ADMIN_TOKEN, not the whole shell's variables.
+const KEEP = [
+  'PATH',
+  'HOME',
+  'TMPDIR',
+  'TEMP',
+  'LANG',
+  'TERM',
+  'CI',
+  'NODE_OPTIONS',
+  'XDG_CONFIG_HOME',
+  'WRANGLER_LOG',
+  'WRANGLER_LOG_PATH',
+];
+const env = Object.fromEntries(KEEP.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]]));
+Object.assign(env, { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_INCLUDE_PROCESS_ENV: 'true', ADMIN_TOKEN: secrets.token });
+// Its own process group, so stopping the stack stops workerd too.
+const child = spawn(join(root, 'node_modules', '.bin', 'wrangler'), args, {
+  cwd: root,
+  env,
+  stdio: ['inherit', 'pipe', 'inherit'],
+  detached: true,
 });
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
-child.on('exit', (code) => process.exit(code ?? 0));
+child.stdout.pipe(process.stdout);
+
+let stopping;
+function stop(code) {
+  if (stopping !== undefined) return;
+  stopping = code;
+  try {
+    process.kill(-child.pid, 'SIGTERM');
+  } catch {}
+  // workerd normally goes with wrangler; if it lingers, the group is killed outright.
+  setTimeout(() => {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {}
+    process.exit(code);
+  }, 5000).unref();
+}
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => stop(0));
+child.on('exit', (code) => {
+  // Whatever wrangler left behind in its group (workerd) goes with it.
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {}
+  process.exit(stopping ?? code ?? 0);
+});
+
+try {
+  await waitReady(child);
+  if (seed) banner(await runSeed(secrets.token));
+  else console.log(`lora-edge ready: ${url}`);
+} catch (e) {
+  console.error(`lora-edge: ${e instanceof Error ? e.message : e}`);
+  stop(1);
+}

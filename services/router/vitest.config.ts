@@ -1,7 +1,80 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
 import { defineConfig } from 'vitest/config';
 
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+const root = here('../..');
+const inferConfig = here('../infer/wrangler.jsonc');
+const inferBundle = here('./.wrangler/test-infer');
+
+/**
+ * The real infer Worker serves the router's INFER binding in the tests: bundled by wrangler
+ * (as `wrangler deploy` would, onnxruntime's .wasm as a CompiledWasm module) and run beside the
+ * router as an auxiliary worker of the same miniflare, sharing its R2 bucket.
+ */
+function bundleInfer(): { path: string; type: 'ESModule' | 'CompiledWasm' }[] {
+  execFileSync(
+    join(root, 'node_modules', '.bin', 'wrangler'),
+    ['deploy', '--dry-run', '--env', '', '--outdir', inferBundle, '-c', inferConfig],
+    {
+      cwd: root,
+      env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: '1' },
+      stdio: 'pipe',
+    },
+  );
+  const main = join(inferBundle, 'index.js');
+  if (!existsSync(main) || statSync(main).size === 0) throw new Error(`bundling ${inferConfig} produced no ${main}`);
+  // Listed by hand: the bundle also holds dynamic imports miniflare will not follow.
+  const wasm = readdirSync(inferBundle).filter((f) => f.endsWith('.wasm'));
+  return [{ type: 'ESModule', path: main }, ...wasm.map((f) => ({ type: 'CompiledWasm' as const, path: join(inferBundle, f) }))];
+}
+
+/**
+ * A stand-in for the merge service: records what the router sends it (GET /__calls lists it) and
+ * answers 202 as POST /v1/merges does. The merge service itself is exercised end to end
+ * (test/e2e/stack.test.ts) and by its own tests.
+ */
+const MERGE_STUB = `
+const calls = [];
+export default {
+  async fetch(req) {
+    const url = new URL(req.url);
+    if (url.pathname === '/__calls') return Response.json(calls);
+    const text = req.method === 'GET' || req.method === 'HEAD' ? '' : await req.text();
+    calls.push({ method: req.method, path: url.pathname, authorization: req.headers.get('authorization'), body: text });
+    return Response.json({ stub: 'merge', path: url.pathname }, { status: url.pathname === '/v1/merges' ? 202 : 200 });
+  },
+};`;
+
 export default defineConfig({
-  plugins: [cloudflareTest({ wrangler: { configPath: './wrangler.jsonc' } })],
-  test: { name: 'router', include: ['src/**/*.test.ts', 'test/**/*.test.ts'] },
+  root,
+  server: { fs: { allow: [root] } },
+  plugins: [
+    cloudflareTest(() => ({
+      wrangler: { configPath: here('./wrangler.jsonc') },
+      miniflare: {
+        bindings: { ADMIN_TOKEN: 'test-admin-token' },
+        workers: [
+          {
+            name: 'lora-edge-infer',
+            modulesRoot: inferBundle,
+            modules: bundleInfer(),
+            compatibilityDate: '2026-04-01',
+            r2Buckets: { BLOBS: 'lora-edge-dev' },
+            bindings: { EDGE_MEMORY_BUDGET: '134217728', MAX_NEW_TOKENS: '1024' },
+          },
+          { name: 'lora-edge-merge', modules: true, script: MERGE_STUB, compatibilityDate: '2026-04-01' },
+        ],
+      },
+    })),
+  ],
+  test: {
+    root,
+    name: 'router',
+    include: ['services/router/src/**/*.test.ts', 'services/router/test/**/*.test.ts'],
+    testTimeout: 60_000,
+  },
 });

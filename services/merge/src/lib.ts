@@ -1,6 +1,2 @@
-/**
- * The registry and storage modules of @lora-edge/shared, imported by path until
- * shared/src/index.ts re-exports them; then this file becomes `export * from '@lora-edge/shared'`.
- */
-export * from '../../../shared/src/registry/index.ts';
-export * from '../../../shared/src/storage/index.ts';
+// The domain the merge service builds on.
+export * from '@lora-edge/shared';

@@ -1,0 +1,2 @@
+// The domain the router builds on.
+export * from '@lora-edge/shared';

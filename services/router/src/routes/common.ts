@@ -1,0 +1,65 @@
+/** What the two generation endpoints share: refusing what we cannot honour, sampling defaults, the served-by header. */
+import type { Context } from 'hono';
+import type { Sampling } from '../generation.ts';
+import type { AppEnv } from '../http/auth.ts';
+import { invalid } from '../http/errors.ts';
+import type { ChatCompletionRequest, CompletionRequest, ServedBy } from '../lib.ts';
+import { noteUnmerged, type Plan, servedByHeader } from '../plan.ts';
+import type { RetrievalSettings } from '../select.ts';
+
+export const SERVED_BY_HEADER = 'x-lora-edge-served-by';
+
+const unsupported = (param: string, what: string) => invalid(param, `${what} is not supported.`, 'unsupported_parameter');
+
+/** Fields OpenAI defines that lora-edge cannot honour yet: refused by name rather than silently ignored. */
+export function refuseUnsupported(req: CompletionRequest | ChatCompletionRequest): void {
+  if (req.presence_penalty) throw unsupported('presence_penalty', 'presence_penalty');
+  if (req.frequency_penalty) throw unsupported('frequency_penalty', 'frequency_penalty');
+  if (req.logit_bias && Object.keys(req.logit_bias).length) throw unsupported('logit_bias', 'logit_bias');
+  if ('echo' in req && req.echo) throw unsupported('echo', 'echo');
+  if ('best_of' in req && req.best_of != null && req.best_of > 1) throw unsupported('best_of', 'best_of > 1');
+  if ('suffix' in req && req.suffix) throw unsupported('suffix', 'suffix');
+  if (req.logprobs !== undefined && req.logprobs !== null && req.logprobs !== false) throw unsupported('logprobs', 'logprobs');
+}
+
+export function sampling(req: CompletionRequest | ChatCompletionRequest, maxTokens: number): Sampling {
+  const stop = req.stop == null ? [] : typeof req.stop === 'string' ? [req.stop] : req.stop;
+  return {
+    max_tokens: maxTokens,
+    temperature: req.temperature ?? 1,
+    top_k: req.top_k ?? 0,
+    top_p: req.top_p ?? 1,
+    seed: req.seed ?? undefined,
+    ignore_eos: req.ignore_eos ?? false,
+    stop_token_ids: req.stop_token_ids ?? [],
+    stop: stop.filter((s) => s.length > 0),
+  };
+}
+
+export function retrievalSettings(env: Env): RetrievalSettings {
+  const topK = Number(env.RETRIEVAL_TOP_K);
+  const minScore = Number(env.RETRIEVAL_MIN_SCORE);
+  return { topK: Number.isFinite(topK) ? topK : 2, minScore: Number.isFinite(minScore) ? minScore : 0.2 };
+}
+
+/** Counts the hit of an unmerged mix after the response has started, without delaying it. */
+export function afterServed(c: Context<AppEnv>, plan: Plan): void {
+  const auth = c.req.header('authorization') ?? '';
+  const task = noteUnmerged(c.env, plan, auth).catch((e) => console.error('hit counting / merge request failed:', e));
+  try {
+    c.executionCtx.waitUntil(task);
+  } catch {
+    // No execution context (plain app.request in unit tests): the task runs on its own.
+  }
+}
+
+export function responseHeaders(served: ServedBy): Record<string, string> {
+  return { [SERVED_BY_HEADER]: servedByHeader(served) };
+}
+
+export function completionId(prefix: string): string {
+  const b = crypto.getRandomValues(new Uint8Array(12));
+  return `${prefix}-${[...b].map((x) => x.toString(16).padStart(2, '0')).join('')}`;
+}
+
+export const nowSeconds = () => Math.floor(Date.now() / 1000);

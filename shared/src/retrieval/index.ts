@@ -1,0 +1,2 @@
+export * from './retrieval.ts';
+export * from './similarity.ts';
