@@ -42,14 +42,17 @@ function freePort() {
   });
 }
 
-/** ADMIN_TOKEN for this state directory: made once, kept, so restarts keep working. */
+/** Local secrets for this state directory (admin token, webhook secrets): made once, kept, so restarts keep working. */
+const SECRET_NAMES = ['ADMIN_TOKEN', 'GENERIC_WEBHOOK_SECRET', 'HF_WEBHOOK_SECRET'];
 function localSecrets() {
   mkdirSync(state, { recursive: true });
   const file = join(state, 'lora-edge.env');
-  if (!existsSync(file)) writeFileSync(file, `ADMIN_TOKEN=local-${randomBytes(18).toString('base64url')}\n`, { mode: 0o600 });
-  const token = /^ADMIN_TOKEN=(.*)$/m.exec(readFileSync(file, 'utf8'))?.[1];
-  if (!token) throw new Error(`${file} has no ADMIN_TOKEN line`);
-  return { file, token };
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  const values = {};
+  for (const name of SECRET_NAMES)
+    values[name] = new RegExp(`^${name}=(.*)$`, 'm').exec(text)?.[1] ?? `local-${randomBytes(18).toString('base64url')}`;
+  writeFileSync(file, `${SECRET_NAMES.map((n) => `${n}=${values[n]}`).join('\n')}\n`, { mode: 0o600 });
+  return { file, token: values.ADMIN_TOKEN, values };
 }
 
 async function waitReady(child, timeoutMs = 120_000) {
@@ -140,7 +143,7 @@ const KEEP = [
   'WRANGLER_LOG_PATH',
 ];
 const env = Object.fromEntries(KEEP.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]]));
-Object.assign(env, { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_INCLUDE_PROCESS_ENV: 'true', ADMIN_TOKEN: secrets.token });
+Object.assign(env, { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_INCLUDE_PROCESS_ENV: 'true', ...secrets.values });
 // Its own process group, so stopping the stack stops workerd too.
 const child = spawn(join(root, 'node_modules', '.bin', 'wrangler'), args, {
   cwd: root,

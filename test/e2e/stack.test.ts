@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { signWebhook } from '@lora-edge/shared';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -191,6 +192,45 @@ describe('the local stack, through the openai client', () => {
     }
     expect(modes[0]).toBe('unmerged');
     expect(modes.at(-1)).toBe('merged');
+  });
+
+  it('a signed webhook caches a merged artifact that the next request for that mix uses; a bad signature makes no job', async () => {
+    const secret = /^GENERIC_WEBHOOK_SECRET=(.*)$/m.exec(readFileSync(join(state, 'lora-edge.env'), 'utf8'))?.[1] as string;
+    const base = client.baseURL.replace(/\/v1$/, '');
+    const adapters = [
+      { id: 'tiny-qv-r4', weight: 0.7 },
+      { id: 'tiny-rslora-r8', weight: 0.3 },
+    ];
+    const body = JSON.stringify({
+      type: 'merge',
+      tenant: 'demo',
+      merge: { base: 'stories260k', adapters, method: 'linear', output: 'fused' },
+    });
+    const post = async (sig: string) => {
+      const ts = Math.floor(Date.now() / 1000);
+      const mac = sig || (await signWebhook(secret, ts, body));
+      return fetch(`${base}/webhooks/generic`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-loraedge-timestamp': String(ts), 'x-loraedge-signature': mac },
+        body,
+      });
+    };
+    const forged = await post(`sha256=${'0'.repeat(64)}`);
+    expect(forged.status).toBe(401);
+    const accepted = await post('');
+    expect(accepted.status).toBe(202);
+    const { job } = (await accepted.json()) as { job: { id: string } };
+    for (let i = 0; i < 80; i++) {
+      const r = await fetch(`${base}/v1/jobs/${job.id}`, { headers: { authorization: `Bearer ${client.apiKey}` } });
+      const state = ((await r.json()) as { job: { state: string } }).job.state;
+      if (state === 'succeeded') break;
+      expect(state).not.toBe('failed');
+      await new Promise((ok) => setTimeout(ok, 250));
+    }
+    // The first request for that mix is served by the cached artifact.
+    const r = await greedyIds('stories260k', [1], 8, { adapters });
+    expect(r.served.mode).toBe('merged');
+    expect(r.served.recipe).toBe(job.id);
   });
 
   it('chats with the tokenizer model, whole and streamed', async () => {
