@@ -161,7 +161,7 @@ async function tokPerSec(
 export const suite: Suite = {
   title: 'runner engine (native CPU backend, 2 threads)',
   async run(ctx) {
-    const backend = loadBackend('auto');
+    const backend = loadBackend('cpu-native'); // fail loudly rather than time the TypeScript fallback
     backend.setThreads?.(2);
     const rows: Row[] = [];
     for (const s of ctx.quick ? SHAPES.slice(0, 1) : SHAPES) {
