@@ -195,6 +195,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   } fns[] = {
       {"createWeight", guarded<createWeight>},
       {"createLora", guarded<createLora>},
+      {"createVeraProjection", guarded<createVeraProjection>},
+      {"createVera", guarded<createVera>},
+      {"loraInfo", guarded<loraInfo>},
       {"release", guarded<release>},
       {"matmul", guarded<matmul>},
       {"lora", guarded<lora>},

@@ -5,6 +5,9 @@
 #include <string>
 
 #include "args.h"
+#include "dispatch.h"
+#include "factors.h"
+#include "lora.h"
 
 namespace le {
 namespace {
@@ -12,6 +15,7 @@ namespace {
 // Random 128-bit tags: napi_check_object_type_tag tells our externals from any other object.
 constexpr napi_type_tag kWeightTag = {0x6c6f72612d656467ULL, 0x7765696768740001ULL};
 constexpr napi_type_tag kLoraTag = {0x6c6f72612d656467ULL, 0x6c6f726100000002ULL};
+constexpr napi_type_tag kVeraTag = {0x6c6f72612d656467ULL, 0x7665726100000003ULL};
 
 void adjustMemory(Napi::Env env, size_t bytes, bool add) {
   if (bytes) Napi::MemoryManagement::AdjustExternalMemory(env, add ? static_cast<int64_t>(bytes) : -static_cast<int64_t>(bytes));
@@ -23,13 +27,6 @@ void copyInto(Buffer& dst, const Span<T>& src) {
   if (src.len) std::memcpy(dst.as<T>(), src.data, src.bytes());
 }
 
-uint16_t f32ToBf16(float v) {
-  uint32_t x;
-  std::memcpy(&x, &v, sizeof x);
-  if ((x & 0x7f800000u) == 0x7f800000u && (x & 0x7fffffu)) return static_cast<uint16_t>((x >> 16) | 0x40u);  // quiet NaN
-  return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);  // round to nearest even
-}
-
 Napi::Object requireObject(const Napi::Value& v, const char* what) {
   if (!v.IsObject() || v.IsTypedArray() || v.IsArray()) throwType(v.Env(), std::string(what) + " must be an object");
   return v.As<Napi::Object>();
@@ -38,6 +35,26 @@ Napi::Object requireObject(const Napi::Value& v, const char* what) {
 std::string stringArg(const Napi::Value& v, const char* what) {
   if (!v.IsString()) throwType(v.Env(), std::string(what) + " must be a string");
   return v.As<Napi::String>().Utf8Value();
+}
+
+// A factor storage precision: 'f32' (default) or 'bf16'.
+DType factorDType(const Napi::Value& dt) {
+  if (dt.IsUndefined()) return DType::F32;
+  const std::string s = stringArg(dt, "init.dtype");
+  if (s == "bf16") return DType::BF16;
+  if (s != "f32") throwRange(dt.Env(), "init.dtype must be 'f32' or 'bf16', got '" + s + "'");
+  return DType::F32;
+}
+
+enum class LayoutAsk { Auto, Dense, Sparse };
+
+LayoutAsk layoutArg(const Napi::Value& v) {
+  if (v.IsUndefined()) return LayoutAsk::Auto;
+  const std::string s = stringArg(v, "init.layout");
+  if (s == "auto") return LayoutAsk::Auto;
+  if (s == "dense") return LayoutAsk::Dense;
+  if (s == "sparse") return LayoutAsk::Sparse;
+  throwRange(v.Env(), "init.layout must be 'auto', 'dense' or 'sparse', got '" + s + "'");
 }
 
 template <class T>
@@ -59,26 +76,6 @@ T* unwrapAny(const Napi::Value& v, const napi_type_tag& tag, const char* what, c
   auto ext = v.As<Napi::External<T>>();
   if (!ext.CheckTypeTag(&tag)) throwType(v.Env(), std::string(what) + " is not a " + kind + " handle of the cpu-native backend");
   return ext.Data();
-}
-
-// Fills one factor as a weight [rows, cols] in the requested storage precision; with
-// `transpose`, src is [cols, rows] and is stored transposed.
-void fillFactor(WeightNative& w, DType dtype, int64_t rows, int64_t cols, const Span<float>& src, bool transpose) {
-  w.dtype = dtype;
-  w.out = rows;
-  w.in = cols;
-  auto at = [&](int64_t r, int64_t c) { return transpose ? src.data[c * rows + r] : src.data[r * cols + c]; };
-  if (dtype == DType::F32) {
-    w.data.allocate(src.len * sizeof(float));
-    float* d = w.data.as<float>();
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t c = 0; c < cols; c++) d[r * cols + c] = at(r, c);
-    return;
-  }
-  w.data.allocate(src.len * sizeof(uint16_t));
-  uint16_t* d = w.data.as<uint16_t>();
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t c = 0; c < cols; c++) d[r * cols + c] = f32ToBf16(at(r, c));
 }
 
 }  // namespace
@@ -128,16 +125,9 @@ Napi::Value createLora(const Napi::CallbackInfo& info) {
   h->rank = intArg(init.Get("rank"), "init.rank", 1, kMaxDim);
   h->out = intArg(init.Get("out"), "init.out", 1, kMaxDim);
   h->in = intArg(init.Get("in"), "init.in", 1, kMaxDim);
-  DType dtype = DType::F32;
-  const Napi::Value dt = init.Get("dtype");
-  if (!dt.IsUndefined()) {
-    const std::string s = stringArg(dt, "init.dtype");
-    if (s == "bf16") {
-      dtype = DType::BF16;
-    } else if (s != "f32") {
-      throwRange(env, "init.dtype must be 'f32' or 'bf16', got '" + s + "'");
-    }
-  }
+  const DType dtype = factorDType(init.Get("dtype"));
+  const LayoutAsk ask = layoutArg(init.Get("layout"));
+  if (ask == LayoutAsk::Sparse && h->rank > 256) throwRange(env, "init.layout 'sparse' needs rank ≤ 256, got " + std::to_string(h->rank));
   const auto A = f32Arg(init.Get("A"), "init.A");
   needExactly(env, A, product(env, "init.rank · init.in", h->rank, h->in), "init.A");
   const auto B = f32Arg(init.Get("B"), "init.B");
@@ -149,9 +139,81 @@ Napi::Value createLora(const Napi::CallbackInfo& info) {
     copyInto(h->rowScale, s);
   }
   fillFactor(h->A, dtype, h->rank, h->in, A, false);
-  // B is kept transposed, [rank, out]: the expand then runs along contiguous output rows.
-  fillFactor(h->Bt, dtype, h->rank, h->out, B, true);
+  // LoRI-style B (≥ 80% exact zeros) is a candidate for the sparse layout; the calibrated rule
+  // keeps it only where its expand beats the dense one for this shape.
+  bool sparse = ask == LayoutAsk::Sparse;
+  if (ask == LayoutAsk::Auto && h->rank <= 256 && countZeros(B) * 5 >= static_cast<int64_t>(B.len) * 4)
+    sparse = sparseExpandPays(kernels(), h->rank, h->out, sparseSlots(B, h->out, h->rank));
+  if (sparse) {
+    h->layout = LoraLayout::Sparse;
+    fillSparse(h->sparse, dtype, h->out, h->rank, B);
+  } else {
+    // B is kept transposed, [rank, out]: the expand then runs along contiguous output rows.
+    fillFactor(h->Bt, dtype, h->rank, h->out, B, true);
+  }
   return wrap(env, std::move(h), kLoraTag);
+}
+
+Napi::Value createVeraProjection(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object init = requireObject(info[0], "createVeraProjection(init): init");
+  auto p = std::make_shared<VeraProjNative>();
+  p->rank = intArg(init.Get("rank"), "init.rank", 1, kMaxDim);
+  p->maxIn = intArg(init.Get("maxIn"), "init.maxIn", 1, kMaxDim);
+  p->maxOut = intArg(init.Get("maxOut"), "init.maxOut", 1, kMaxDim);
+  const DType dtype = factorDType(init.Get("dtype"));
+  const auto A = f32Arg(init.Get("A"), "init.A");
+  needExactly(env, A, product(env, "init.rank · init.maxIn", p->rank, p->maxIn), "init.A");
+  const auto B = f32Arg(init.Get("B"), "init.B");
+  needExactly(env, B, product(env, "init.maxOut · init.rank", p->maxOut, p->rank), "init.B");
+  // Both transposed: a module's slices are then the leading rows of At and columns of Bt.
+  fillFactor(p->At, dtype, p->maxIn, p->rank, A, true);
+  fillFactor(p->Bt, dtype, p->rank, p->maxOut, B, true);
+  auto ref = std::make_unique<VeraProjRef>();
+  ref->bytes_ = p->bytes();
+  ref->proj = std::move(p);
+  return wrap(env, std::move(ref), kVeraTag);
+}
+
+Napi::Value createVera(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object init = requireObject(info[0], "createVera(init): init");
+  const VeraProjRef* ref = unwrapAny<VeraProjRef>(init.Get("projection"), kVeraTag, "init.projection", "VeRA projection");
+  if (ref->released) throw Napi::Error::New(env, "init.projection has been released");
+  const VeraProjNative& p = *ref->proj;
+  auto h = std::make_unique<LoraNative>();
+  h->layout = LoraLayout::Vera;
+  h->rank = p.rank;
+  h->out = intArg(init.Get("out"), "init.out", 1, p.maxOut);
+  h->in = intArg(init.Get("in"), "init.in", 1, p.maxIn);
+  if (!init.Get("terms").IsArray()) throwType(env, "init.terms must be an array of { lambdaB, lambdaD }");
+  const Napi::Array terms = init.Get("terms").As<Napi::Array>();
+  h->terms = terms.Length();
+  if (h->terms == 0) throwRange(env, "init.terms must hold at least one { lambdaB, lambdaD }");
+  h->lambdaB.allocate(static_cast<size_t>(h->terms * h->out) * sizeof(float));
+  h->lambdaD.allocate(static_cast<size_t>(h->terms * h->rank) * sizeof(float));
+  for (int64_t k = 0; k < h->terms; k++) {
+    const std::string what = "init.terms[" + std::to_string(k) + "]";
+    const Napi::Object term = requireObject(terms.Get(static_cast<uint32_t>(k)), what.c_str());
+    const auto lb = f32Arg(term.Get("lambdaB"), (what + ".lambdaB").c_str());
+    needExactly(env, lb, h->out, (what + ".lambdaB").c_str());
+    const auto ld = f32Arg(term.Get("lambdaD"), (what + ".lambdaD").c_str());
+    needExactly(env, ld, h->rank, (what + ".lambdaD").c_str());
+    std::memcpy(h->lambdaB.as<float>() + k * h->out, lb.data, lb.bytes());
+    std::memcpy(h->lambdaD.as<float>() + k * h->rank, ld.data, ld.bytes());
+  }
+  h->proj = ref->proj;
+  return wrap(env, std::move(h), kLoraTag);
+}
+
+Napi::Value loraInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const LoraNative& h = unwrapLora(info[0], "loraInfo(handle): handle");
+  static const char* const names[] = {"dense", "sparse", "vera"};
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("layout", names[static_cast<int>(h.layout)]);
+  o.Set("bytes", static_cast<double>(h.bytes()));
+  return o;
 }
 
 Napi::Value release(const Napi::CallbackInfo& info) {
@@ -169,6 +231,13 @@ Napi::Value release(const Napi::CallbackInfo& info) {
       auto* h = static_cast<LoraNative*>(ext.Data());
       adjustMemory(env, h->bytes(), false);
       h->release();
+      return env.Undefined();
+    }
+    if (ext.CheckTypeTag(&kVeraTag)) {
+      auto* p = static_cast<VeraProjRef*>(ext.Data());
+      adjustMemory(env, p->bytes(), false);
+      p->release();
+      p->bytes_ = 0;
       return env.Undefined();
     }
   }

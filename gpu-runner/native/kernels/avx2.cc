@@ -5,6 +5,7 @@
 #include "impl.inc"
 
 namespace le {
-const KernelSet kAvx2Kernels = {"avx2", simd::W, gemv, gemvPrepSize, gemvPrepare, convert, gemm, loraExpand, siluMul, attendHead};
+const KernelSet kAvx2Kernels = {"avx2", simd::W, gemv, gemvPrepSize, gemvPrepare, convert,
+    gemm, loraExpand, loraExpandSparse, rowsTimes, siluMul, attendHead};
 }
 #endif

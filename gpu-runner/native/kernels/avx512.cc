@@ -6,6 +6,7 @@
 #include "impl.inc"
 
 namespace le {
-const KernelSet kAvx512Kernels = {"avx512", simd::W, gemv, gemvPrepSize, gemvPrepare, convert, gemm, loraExpand, siluMul, attendHead};
+const KernelSet kAvx512Kernels = {"avx512", simd::W, gemv, gemvPrepSize, gemvPrepare, convert,
+    gemm, loraExpand, loraExpandSparse, rowsTimes, siluMul, attendHead};
 }
 #endif

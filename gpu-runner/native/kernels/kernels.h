@@ -21,6 +21,19 @@ struct WeightView {
   int64_t blocksize;
 };
 
+// A LoRI-style sparse B (storage.h: SparseNative): outputs in blocks of kSparseLanes; block b's
+// slots are [slotStart[b], slotStart[b + 1]), slot s holds kSparseLanes rank indices at
+// idx + s·kSparseLanes and as many values (f32 or bf16) at the same offset of val.
+constexpr int kSparseLanes = 16;
+struct SparseView {
+  DType dtype;
+  int64_t rank;  // ≤ 256 (u8 indices)
+  int64_t out;
+  const int64_t* slotStart;
+  const uint8_t* idx;
+  const void* val;
+};
+
 // Rows a single gemv call handles at once (its register tile height).
 constexpr int kGemvRows = 4;
 
@@ -41,6 +54,13 @@ struct KernelSet {
   // The LoRA expand for m rows: y[i][j] = rowScale[j]·y[i][j] + Σ_r t[i][r]·bt[r][j] for j in
   // [j0, j1), with bt = Bᵀ [rank, out] (f32 or bf16); rowScale may be null (1).
   void (*loraExpand)(const WeightView& bt, const float* const* t, float* const* y, int m, int64_t j0, int64_t j1, const float* rowScale);
+  // The same for a sparse B: j0 a multiple of kSparseLanes.
+  void (*loraExpandSparse)(const SparseView& b, const float* const* t, float* const* y, int m, int64_t j0, int64_t j1,
+                           const float* rowScale);
+  // Rows times a row-major matrix, for VeRA's shared projections (rows of every adapter on one
+  // projection together): y[i][j] += (os[i] ? os[i][j] : 1) · Σ_k a[i][k]·b[k][j] for i < m,
+  // j in [j0, j1), k < b.out, with b [b.out rows, row stride b.in] (f32 or bf16). os may be null.
+  void (*rowsTimes)(const WeightView& b, const float* const* a, float* const* y, const float* const* os, int m, int64_t j0, int64_t j1);
   // gate = silu(gate) · up for n elements.
   void (*siluMul)(float* gate, const float* up, int64_t n);
   // One query head over `len` keys / values (rows `stride` floats apart, `hd` used): out =

@@ -4,5 +4,6 @@
 #include "impl.inc"
 
 namespace le {
-const KernelSet kScalarKernels = {"portable", simd::W, gemv, gemvPrepSize, gemvPrepare, convert, gemm, loraExpand, siluMul, attendHead};
+const KernelSet kScalarKernels = {"portable", simd::W, gemv, gemvPrepSize, gemvPrepare, convert,
+    gemm, loraExpand, loraExpandSparse, rowsTimes, siluMul, attendHead};
 }

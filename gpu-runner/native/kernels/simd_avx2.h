@@ -111,5 +111,35 @@ inline V laneScales(const float* blocks, int count, const LaneBlocks& lb) {
   return _mm256_permutevar8x32_ps(_mm256_maskload_ps(blocks, laneMask(count)), lb.idx);
 }
 
+// The sparse LoRA expand's t rows as lookup tables read through u8 index vectors (W lanes): up
+// to 16 entries in registers (a permute, or two and a blend), more through a gather. Tables are
+// made from max(rank, 64) floats, zero past rank.
+typedef __m256i LutIdx;
+inline LutIdx lutIndex(const uint8_t* idx) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(idx))); }
+struct Lut8 {
+  __m256 a;
+  static Lut8 make(const float* t) { return {_mm256_loadu_ps(t)}; }
+  V at(LutIdx i) const { return _mm256_permutevar8x32_ps(a, i); }
+};
+struct Lut16 {
+  __m256 a, b;
+  static Lut16 make(const float* t) { return {_mm256_loadu_ps(t), _mm256_loadu_ps(t + 8)}; }
+  // Bit 3 of the index picks the half: moved to the sign bit for blendv.
+  V at(LutIdx i) const {
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(a, i), _mm256_permutevar8x32_ps(b, i), _mm256_castsi256_ps(_mm256_slli_epi32(i, 28)));
+  }
+};
+struct LutGather {
+  const float* p;
+  static LutGather make(const float* t) { return {t}; }
+  V at(LutIdx i) const { return _mm256_i32gather_ps(p, i, 4); }
+};
+template <class F>
+inline void withLutType(int64_t rank, F&& f) {
+  if (rank <= 8) return f(Lut8{});
+  if (rank <= 16) return f(Lut16{});
+  return f(LutGather{});
+}
+
 }  // namespace simd
 }  // namespace

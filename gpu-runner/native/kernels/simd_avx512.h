@@ -102,5 +102,46 @@ inline V laneScales(const float* blocks, int count, const LaneBlocks& lb) {
   return _mm512_permutexvar_ps(lb.idx, _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1), blocks));
 }
 
+// The sparse LoRA expand's t rows as lookup tables read through u8 index vectors (W lanes): up
+// to 64 entries live in registers (one permute, or two and a blend), more go through a gather.
+// An index vector is expanded once and looked up in several rows' tables. `withLutType` calls f
+// with a value of the table type that fits `rank`, so the kernel is compiled per type. Tables
+// are made from max(rank, 64) floats, zero past rank.
+typedef __m512i LutIdx;
+inline LutIdx lutIndex(const uint8_t* idx) { return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(idx))); }
+struct Lut16 {
+  __m512 a;
+  static Lut16 make(const float* t) { return {_mm512_loadu_ps(t)}; }
+  V at(LutIdx i) const { return _mm512_permutexvar_ps(i, a); }
+};
+struct Lut32 {
+  __m512 a, b;
+  static Lut32 make(const float* t) { return {_mm512_loadu_ps(t), _mm512_loadu_ps(t + 16)}; }
+  V at(LutIdx i) const { return _mm512_permutex2var_ps(a, i, b); }
+};
+struct Lut64 {
+  __m512 a, b, c, d;
+  static Lut64 make(const float* t) {
+    return {_mm512_loadu_ps(t), _mm512_loadu_ps(t + 16), _mm512_loadu_ps(t + 32), _mm512_loadu_ps(t + 48)};
+  }
+  V at(LutIdx i) const {
+    const __m512 lo = _mm512_permutex2var_ps(a, i, b);
+    const __m512 hi = _mm512_permutex2var_ps(c, i, d);
+    return _mm512_mask_blend_ps(_mm512_test_epi32_mask(i, _mm512_set1_epi32(32)), lo, hi);
+  }
+};
+struct LutGather {
+  const float* p;
+  static LutGather make(const float* t) { return {t}; }
+  V at(LutIdx i) const { return _mm512_i32gather_ps(i, p, 4); }
+};
+template <class F>
+inline void withLutType(int64_t rank, F&& f) {
+  if (rank <= 16) return f(Lut16{});
+  if (rank <= 32) return f(Lut32{});
+  if (rank <= 64) return f(Lut64{});
+  return f(LutGather{});
+}
+
 }  // namespace simd
 }  // namespace

@@ -82,5 +82,18 @@ inline V laneScales(const float* blocks, int count, const LaneBlocks& lb) {
   return load(v);
 }
 
+// The sparse LoRA expand's t rows as lookup tables (plain indexed loads here).
+typedef const uint8_t* LutIdx;
+inline LutIdx lutIndex(const uint8_t* idx) { return idx; }
+struct LutGather {
+  const float* p;
+  static LutGather make(const float* t) { return {t}; }
+  V at(LutIdx i) const { return V{p[i[0]], p[i[1]], p[i[2]], p[i[3]]}; }
+};
+template <class F>
+inline void withLutType(int64_t, F&& f) {
+  f(LutGather{});
+}
+
 }  // namespace simd
 }  // namespace

@@ -4,7 +4,29 @@
  */
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits } from '@lora-edge/shared';
 import { exactly, f32, int, object, u8, u16 } from './checks.ts';
-import type { LoraHandle, LoraInit, WeightDType, WeightHandle } from './types.ts';
+import type { LoraHandle, LoraInit, LoraLayout, VeraProjectionHandle, VeraTerm, WeightDType, WeightHandle } from './types.ts';
+
+/** B by output row (CSR): row j's non-zeros are cols / vals [rowPtr[j], rowPtr[j + 1]). */
+export interface JsSparse {
+  rowPtr: Int32Array;
+  cols: Uint8Array;
+  vals: Float32Array;
+}
+
+/** VeRA's shared projections as stored (bf16-rounded when asked), widened to f32. */
+export class JsVeraProjection implements VeraProjectionHandle {
+  released = false;
+  constructor(
+    readonly rank: number,
+    readonly maxIn: number,
+    readonly maxOut: number,
+    readonly bytes: number,
+    /** vera_A [rank, maxIn]. */
+    public A: Float32Array,
+    /** vera_B [maxOut, rank]. */
+    public B: Float32Array,
+  ) {}
+}
 
 export class JsWeight implements WeightHandle {
   released = false;
@@ -31,8 +53,28 @@ export class JsLora implements LoraHandle {
     public A: Float32Array,
     public B: Float32Array,
     public rowScale: Float32Array | undefined,
+    readonly layout: LoraLayout = 'dense',
+    /** Sparse layout: B by rows (then `B` is empty). */
+    public sparse?: JsSparse,
+    /** VeRA layout: the shared projection and this module's scale pairs (A and B empty). */
+    public vera?: { projection: JsVeraProjection; terms: VeraTerm[] },
+    /** Bytes per stored factor value (bf16: 2). */
+    readonly factorBytes = 4,
   ) {
     this.in = inF;
+  }
+
+  get projection(): JsVeraProjection | undefined {
+    return this.vera?.projection;
+  }
+
+  /** What this handle holds at the backend's storage width (bf16: 2 bytes a factor value). */
+  get bytes(): number {
+    const lambdas = this.vera?.terms.reduce((n, t) => n + (t.lambdaB.length + t.lambdaD.length) * 4, 0) ?? 0;
+    const sparse = this.sparse
+      ? this.sparse.rowPtr.byteLength + this.sparse.cols.byteLength + this.sparse.vals.length * this.factorBytes
+      : 0;
+    return (this.A.length + this.B.length) * this.factorBytes + sparse + (this.rowScale?.byteLength ?? 0) + lambdas;
   }
 }
 
@@ -71,7 +113,7 @@ export function createJsWeight(initArg: unknown): JsWeight {
   }
 }
 
-function roundBf16(a: Float32Array): Float32Array {
+export function roundBf16(a: Float32Array): Float32Array {
   const r = new Float32Array(a.length);
   for (let i = 0; i < a.length; i++) r[i] = bf16BitsToF32(f32ToBf16Bits(a[i] as number));
   return r;
@@ -95,8 +137,43 @@ export function createJsLora(initArg: unknown): JsLora {
     exactly(rowScale, out, 'init.rowScale');
     rowScale = rowScale.slice();
   }
+  const layout = init.layout ?? 'auto';
+  if (typeof layout !== 'string') throw new TypeError('init.layout must be a string');
+  if (layout !== 'auto' && layout !== 'dense' && layout !== 'sparse')
+    throw new RangeError(`init.layout must be 'auto', 'dense' or 'sparse', got '${layout}'`);
+  if (layout === 'sparse' && rank > 256) throw new RangeError(`init.layout 'sparse' needs rank ≤ 256, got ${rank}`);
   const store = dtype === 'bf16' ? roundBf16 : (a: Float32Array) => a.slice();
-  return new JsLora(rank, out, inF, store(A), store(B), rowScale);
+  // Work here is per non-zero, so a LoRI-style B (≥ 80% exact zeros) always goes sparse on 'auto'.
+  const sparse = layout === 'sparse' || (layout === 'auto' && rank <= 256 && zeros(B) * 5 >= B.length * 4);
+  const width = dtype === 'bf16' ? 2 : 4;
+  return sparse
+    ? new JsLora(rank, out, inF, store(A), new Float32Array(0), rowScale, 'sparse', sparseRows(store(B), out, rank), undefined, width)
+    : new JsLora(rank, out, inF, store(A), store(B), rowScale, 'dense', undefined, undefined, width);
+}
+
+function zeros(a: Float32Array): number {
+  let z = 0;
+  for (let i = 0; i < a.length; i++) if (a[i] === 0) z++;
+  return z;
+}
+
+/** B [out, rank] by rows, exact zeros (±0) dropped. */
+export function sparseRows(B: Float32Array, out: number, rank: number): JsSparse {
+  const nnz = B.length - zeros(B);
+  const rowPtr = new Int32Array(out + 1);
+  const cols = new Uint8Array(nnz);
+  const vals = new Float32Array(nnz);
+  let e = 0;
+  for (let j = 0; j < out; j++) {
+    for (let r = 0; r < rank; r++) {
+      const v = B[j * rank + r] as number;
+      if (v === 0) continue;
+      cols[e] = r;
+      vals[e++] = v;
+    }
+    rowPtr[j + 1] = e;
+  }
+  return { rowPtr, cols, vals };
 }
 
 export function liveWeight(h: unknown, what: string): JsWeight {

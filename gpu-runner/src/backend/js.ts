@@ -4,8 +4,19 @@
  * addon is not built. Arguments are checked by the same rules as the addon.
  */
 import { atLeast, f32, finite, i32, int, noOverlap, object } from './checks.ts';
-import { createJsLora, createJsWeight, decodeRow, JsLora, JsWeight, liveLora, liveWeight } from './js-handles.ts';
-import type { AttentionArgs, Backend, LoraHandle, LoraInit, WeightHandle, WeightInit } from './types.ts';
+import { createJsLora, createJsWeight, decodeRow, JsLora, JsVeraProjection, JsWeight, liveLora, liveWeight } from './js-handles.ts';
+import { createJsVera, createJsVeraProjection, loraRow } from './js-lora.ts';
+import type {
+  AttentionArgs,
+  Backend,
+  LoraHandle,
+  LoraInit,
+  VeraInit,
+  VeraProjectionHandle,
+  VeraProjectionInit,
+  WeightHandle,
+  WeightInit,
+} from './types.ts';
 
 export class JsBackend implements Backend {
   readonly name = 'js';
@@ -18,13 +29,24 @@ export class JsBackend implements Backend {
     return createJsLora(init);
   }
 
-  release(h: WeightHandle | LoraHandle): void {
+  createVeraProjection(init: VeraProjectionInit): VeraProjectionHandle {
+    return createJsVeraProjection(init);
+  }
+
+  createVera(init: VeraInit): LoraHandle {
+    return createJsVera(init);
+  }
+
+  release(h: WeightHandle | LoraHandle | VeraProjectionHandle): void {
     if (h instanceof JsWeight) {
       h.data = new Float32Array(0);
       h.released = true;
     } else if (h instanceof JsLora) {
       h.A = h.B = new Float32Array(0);
-      h.rowScale = undefined;
+      h.rowScale = h.sparse = h.vera = undefined;
+      h.released = true;
+    } else if (h instanceof JsVeraProjection) {
+      // Modules made from it keep their reference (as the native backend keeps its share).
       h.released = true;
     } else {
       throw new TypeError('release(handle): not a handle of the js backend');
@@ -75,20 +97,7 @@ export class JsBackend implements Backend {
     noOverlap(y, n * h0.out, 'lora: y', x, n * h0.in, 'x');
     for (let i = 0; i < n; i++) {
       const slot = slots[i] as number;
-      if (slot < 0) continue;
-      const h = hs[slot] as JsLora;
-      const t = new Float64Array(h.rank);
-      for (let r = 0; r < h.rank; r++) {
-        let s = 0;
-        for (let k = 0; k < h.in; k++) s += (h.A[r * h.in + k] as number) * (x[i * h.in + k] as number);
-        t[r] = s;
-      }
-      for (let j = 0; j < h.out; j++) {
-        const yi = i * h.out + j;
-        let s = (y[yi] as number) * (h.rowScale ? (h.rowScale[j] as number) : 1);
-        for (let r = 0; r < h.rank; r++) s += (h.B[j * h.rank + r] as number) * (t[r] as number);
-        y[yi] = s;
-      }
+      if (slot >= 0) loraRow(hs[slot] as JsLora, x, i * h0.in, y, i * h0.out);
     }
   }
 

@@ -4,12 +4,27 @@
  * this file only maps handles to the addon's native references.
  */
 import { createRequire } from 'node:module';
-import type { AttentionArgs, Backend, LoraHandle, LoraInit, WeightDType, WeightHandle, WeightInit } from './types.ts';
+import type {
+  AttentionArgs,
+  Backend,
+  LoraHandle,
+  LoraInit,
+  LoraLayout,
+  VeraInit,
+  VeraProjectionHandle,
+  VeraProjectionInit,
+  WeightDType,
+  WeightHandle,
+  WeightInit,
+} from './types.ts';
 
 /** The addon's exports (native/addon.cc). */
 export interface NativeAddon {
   createWeight(init: WeightInit): unknown;
   createLora(init: LoraInit): unknown;
+  createVeraProjection(init: VeraProjectionInit): unknown;
+  createVera(init: Omit<VeraInit, 'projection'> & { projection: unknown }): unknown;
+  loraInfo(ref: unknown): { layout: LoraLayout; bytes: number };
   release(ref: unknown): void;
   matmul(y: Float32Array, x: Float32Array, n: number, w: unknown): void;
   lora(y: Float32Array, x: Float32Array, n: number, slots: Int32Array, handles: unknown): void;
@@ -61,19 +76,35 @@ class NativeWeight implements WeightHandle {
 
 class NativeLora implements LoraHandle {
   readonly in: number;
+  readonly layout: LoraLayout;
+  readonly bytes: number;
   constructor(
     readonly rank: number,
     readonly out: number,
     inF: number,
     readonly ref: unknown,
+    info: { layout: LoraLayout; bytes: number },
+    readonly projection?: VeraProjectionHandle,
   ) {
     this.in = inF;
+    this.layout = info.layout;
+    this.bytes = info.bytes;
   }
+}
+
+class NativeVeraProjection implements VeraProjectionHandle {
+  constructor(
+    readonly rank: number,
+    readonly maxIn: number,
+    readonly maxOut: number,
+    readonly bytes: number,
+    readonly ref: unknown,
+  ) {}
 }
 
 /** A foreign object goes to the addon as it is, so the addon's type check reports it. */
 function ref(h: unknown): unknown {
-  return h instanceof NativeWeight || h instanceof NativeLora ? h.ref : h;
+  return h instanceof NativeWeight || h instanceof NativeLora || h instanceof NativeVeraProjection ? h.ref : h;
 }
 
 export class NativeBackend implements Backend {
@@ -106,10 +137,24 @@ export class NativeBackend implements Backend {
 
   createLora(init: LoraInit): LoraHandle {
     const r = this.addon.createLora(init);
-    return new NativeLora(init.rank, init.out, init.in, r);
+    return new NativeLora(init.rank, init.out, init.in, r, this.addon.loraInfo(r));
   }
 
-  release(h: WeightHandle | LoraHandle): void {
+  createVeraProjection(init: VeraProjectionInit): VeraProjectionHandle {
+    const r = this.addon.createVeraProjection(init);
+    const bytes = init.rank * (init.maxIn + init.maxOut) * (init.dtype === 'bf16' ? 2 : 4);
+    return new NativeVeraProjection(init.rank, init.maxIn, init.maxOut, bytes, r);
+  }
+
+  createVera(init: VeraInit): LoraHandle {
+    // A non-object goes as it is, so the addon's type check reports it.
+    const raw = typeof init === 'object' && init !== null ? { ...init, projection: ref(init.projection) } : init;
+    const r = this.addon.createVera(raw);
+    const p = init.projection;
+    return new NativeLora(p.rank, init.out, init.in, r, this.addon.loraInfo(r), p);
+  }
+
+  release(h: WeightHandle | LoraHandle | VeraProjectionHandle): void {
     this.addon.release(ref(h));
   }
 

@@ -46,12 +46,71 @@ export interface LoraInit {
   rowScale?: Float32Array;
   /** Storage precision of the factors inside the backend (default f32). */
   dtype?: 'f32' | 'bf16';
+  /**
+   * How B is stored. 'auto' (default): a LoRI-style B (≥ 80% exact zeros) is stored sparsely
+   * where the backend's sparse expand beats its dense one for this shape (native: a calibrated
+   * rule per kernel set; js: always). 'dense' / 'sparse' force one; 'sparse' needs rank ≤ 256.
+   * Both give the dense numbers within f32 rounding.
+   */
+  layout?: 'auto' | 'dense' | 'sparse';
 }
+
+/** How a LoRA handle holds its factors: dense B, sparse B, or VeRA scales over shared projections. */
+export type LoraLayout = 'dense' | 'sparse' | 'vera';
 
 export interface LoraHandle {
   readonly rank: number;
   readonly out: number;
   readonly in: number;
+  /** The layout the backend chose (backends without layouts leave it out: dense). */
+  readonly layout?: LoraLayout;
+  /** Bytes the backend holds for this handle: a sparse B as stored; a VeRA handle's shared projection not included. */
+  readonly bytes?: number;
+  /** VeRA handles: the shared projection they read. */
+  readonly projection?: VeraProjectionHandle;
+}
+
+/**
+ * VeRA's shared frozen projections, held once for every module and adapter that uses them
+ * (same base, projection_prng_key and rank). A module reads the leading rows / columns.
+ */
+export interface VeraProjectionInit {
+  rank: number;
+  maxIn: number;
+  maxOut: number;
+  /** vera_A [rank, maxIn]. */
+  A: Float32Array;
+  /** vera_B [maxOut, rank]. */
+  B: Float32Array;
+  /** Storage precision inside the backend (default f32). */
+  dtype?: 'f32' | 'bf16';
+}
+
+export interface VeraProjectionHandle {
+  readonly rank: number;
+  readonly maxIn: number;
+  readonly maxOut: number;
+  /** Bytes the backend holds for the projections. */
+  readonly bytes: number;
+}
+
+/** One VeRA adapter's scales for one module; a mix weight is folded into lambdaB. */
+export interface VeraTerm {
+  /** λ_b [out]. */
+  lambdaB: Float32Array;
+  /** λ_d [rank]. */
+  lambdaD: Float32Array;
+}
+
+/**
+ * A VeRA module over a shared projection: y += Σ_k λ_b,k ⊙ (B_s[:out] (λ_d,k ⊙ (A_s[:, :in] x))).
+ * Several terms (VeRA adapters of one mix sharing the projection) share one shrink A_s x.
+ */
+export interface VeraInit {
+  projection: VeraProjectionHandle;
+  out: number;
+  in: number;
+  terms: readonly VeraTerm[];
 }
 
 export interface AttentionArgs {
@@ -76,15 +135,23 @@ export interface Backend {
   setThreads?(n: number): void;
   createWeight(init: WeightInit): WeightHandle;
   createLora(init: LoraInit): LoraHandle;
-  /** Releases native memory now instead of at garbage collection. */
-  release?(h: WeightHandle | LoraHandle): void;
+  /** VeRA's shared projections (optional: without it, VeRA adapters run as materialized LoRA stacks). */
+  createVeraProjection?(init: VeraProjectionInit): VeraProjectionHandle;
+  /** A VeRA module handle, usable in `lora` beside ordinary LoRA handles. */
+  createVera?(init: VeraInit): LoraHandle;
+  /**
+   * Releases native memory now instead of at garbage collection. A released VeRA projection
+   * creates no more modules; the modules made from it keep it alive until they are released.
+   */
+  release?(h: WeightHandle | LoraHandle | VeraProjectionHandle): void;
 
   /** y[n, w.out] = x[n, w.in] · Wᵀ. */
   matmul(y: Float32Array, x: Float32Array, n: number, w: WeightHandle): void;
   /**
    * Multi-LoRA (Punica/S-LoRA style): for each row i with slots[i] ≥ 0, with h = handles[slots[i]]:
    * y_i = h.rowScale ⊙ y_i + h.B (h.A x_i). Rows of equal slot that are adjacent form a segment
-   * (prefill: SGMV); single rows are gathered (decode: BGMV). Ranks may differ between handles.
+   * (prefill: SGMV); single rows are gathered (decode: BGMV). Ranks and layouts (dense, sparse,
+   * VeRA) may differ between handles.
    */
   lora(y: Float32Array, x: Float32Array, n: number, slots: Int32Array, handles: readonly LoraHandle[]): void;
   /** y[n, dim] = x / rms(x) · weight. y may alias x. */

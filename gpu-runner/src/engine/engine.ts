@@ -48,6 +48,11 @@ export interface EngineOptions {
   adapterBudgetBytes?: number;
   /** Budget for merged weight variants. */
   mergedBudgetBytes?: number;
+  /**
+   * Storage of LoRA factors in the backend. f32 (default) reproduces the references exactly;
+   * bf16 halves the bytes a mixed-adapter decode step reads, at bf16 rounding of the factors.
+   */
+  loraFactorDtype?: 'f32' | 'bf16';
 }
 
 interface MergedEntry {
@@ -113,6 +118,7 @@ export class Engine {
   private loop: Promise<void> | undefined;
   private readonly maxBatch: number;
   private readonly kvBudget: number;
+  private readonly loraFactorDtype: 'f32' | 'bf16';
   steps = 0;
 
   constructor(
@@ -123,6 +129,7 @@ export class Engine {
   ) {
     this.maxBatch = opts.maxBatch ?? 64;
     this.kvBudget = opts.kvBudgetBytes ?? 2 ** 30;
+    this.loraFactorDtype = opts.loraFactorDtype ?? 'f32';
     this.stacks = new LruCache(opts.adapterBudgetBytes ?? 512 * 2 ** 20);
     this.merged = new LruCache(opts.mergedBudgetBytes ?? 2 ** 30);
   }
@@ -158,7 +165,7 @@ export class Engine {
         }).model;
       } else {
         keys.stacks = key;
-        stacks = this.stacks.acquire(key, () => buildStacks(this.backend, this.model, this.source, mix));
+        stacks = this.stacks.acquire(key, () => buildStacks(this.backend, this.model, this.source, mix, this.loraFactorDtype));
       }
     }
     const stops = new Set(req.ignoreEos ? (req.stopIds ?? []) : (req.stopIds ?? c.eosTokenIds));
