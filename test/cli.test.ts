@@ -198,3 +198,69 @@ describe('lora-edge inspect', () => {
     expect(cli('frobnicate').code).toBe(2);
   });
 });
+
+describe('lora-edge generate', () => {
+  interface Gen {
+    generations: { prompt_ids: number[]; greedy_ids_merged: number[] }[];
+  }
+  it.each(ALL_ADAPTERS)('%s: merged and unmerged greedy ids equal the reference', (name) => {
+    const g = readJson<Gen>(join(ADAPTERS, name, 'reference.json')).generations[0]!;
+    for (const mode of ['--merged', '--unmerged']) {
+      const r = cli(
+        'generate',
+        '--model',
+        STORIES,
+        '--adapter',
+        join(ADAPTERS, name),
+        '--prompt-ids',
+        g.prompt_ids.join(','),
+        '--max-tokens',
+        String(g.greedy_ids_merged.length),
+        '--ignore-eos',
+        mode,
+        '--json',
+      );
+      expect(r.code, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout.trim().split('\n').at(-1) as string);
+      expect(out.ids, mode).toEqual(g.greedy_ids_merged);
+    }
+  });
+
+  it('stories260k and the weighted mix, on the native backend', () => {
+    const ref = readJson<{ cases: { prompt_ids: number[]; greedy_ids: number[] }[] }>(join(STORIES, 'reference.json')).cases[1]!;
+    const r = cli('generate', '--model', STORIES, '--prompt-ids', ref.prompt_ids.join(','), '--max-tokens', '48', '--ignore-eos', '--json');
+    const out = JSON.parse(r.stdout.trim().split('\n').at(-1) as string);
+    expect(out).toMatchObject({ ids: ref.greedy_ids, backend: 'cpu-native', finish_reason: 'length' });
+    const mix = readJson<{ adapters: string[]; weights: number[]; prompt_ids: number[]; greedy_ids_unmerged: number[] }>(
+      join(ADAPTERS, 'mixes', 'reference.json'),
+    );
+    const args = mix.adapters.flatMap((a, i) => ['--adapter', `${join(ADAPTERS, a)}:${mix.weights[i]}`]);
+    const m = cli(
+      'generate',
+      '--model',
+      STORIES,
+      ...args,
+      '--prompt-ids',
+      mix.prompt_ids.join(','),
+      '--max-tokens',
+      String(mix.greedy_ids_unmerged.length),
+      '--ignore-eos',
+      '--json',
+    );
+    expect(JSON.parse(m.stdout.trim().split('\n').at(-1) as string).ids).toEqual(mix.greedy_ids_unmerged);
+  });
+
+  it('refuses bad input with exit 2', () => {
+    const cases: [string[], RegExp][] = [
+      [['--prompt-ids', '1,99999'], /outside the vocabulary/],
+      [['--prompt-ids', '1', '--max-tokens', '0'], /max tokens must be a positive integer/],
+      [['--prompt', 'hello'], /needs a tokenizer.json/],
+      [['--prompt-ids', '1', '--merged', '--unmerged'], /exclude each other/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = cli('generate', '--model', STORIES, ...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(msg);
+    }
+  });
+});
