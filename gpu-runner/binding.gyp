@@ -12,6 +12,11 @@
   'variables': {
     'with_cuda%': '<!(node -p "(() => { try { require(\'child_process\').execFileSync(\'nvcc\', [\'--version\'], { stdio: \'ignore\' }); return 1 } catch { return 0 } })()")',
     'is_x86%': '<!(node -p "[\'x64\', \'ia32\'].includes(process.arch) ? 1 : 0")',
+    # The CUDA toolkit of the nvcc on PATH (CUDA_HOME / CUDA_PATH win) and whether its runtime
+    # can be linked statically (then the module needs only the driver's libcuda at run time).
+    'cuda_home%': '<!(node native/cuda/find-cuda.mjs home)',
+    'cuda_libdir%': '<!(node native/cuda/find-cuda.mjs libdir)',
+    'cuda_runtime%': '<!(node native/cuda/find-cuda.mjs cudart)',
   },
   'target_defaults': {
     'cflags_cc': ['-std=c++17', '-O3', '-fno-math-errno'],
@@ -60,5 +65,50 @@
         'kernels_avx512',
       ],
     },
+  ],
+  'conditions': [
+    # The cuda backend: its own N-API module, lora_edge_cuda, configured only where nvcc runs.
+    # scripts/build-native.mjs builds it in a second pass, after the cpu-native addon, so that a
+    # CUDA failure can never cost the CPU addon (see CUDA.md).
+    ['with_cuda==1', {
+      'targets': [
+        {
+          'target_name': 'lora_edge_cuda',
+          'sources': [
+            'native/cuda/addon.cc',
+            'native/cuda/device.cc',
+            'native/cuda/matmul.cu',
+            'native/cuda/ops.cu',
+          ],
+          'include_dirs': ['<(cuda_home)/include'],
+          'dependencies': ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
+          'rules': [
+            {
+              # Few translation units, two real architectures (Ampere, Hopper) plus Hopper PTX for
+              # newer GPUs to JIT: about half a minute of nvcc on two cores.
+              'rule_name': 'nvcc',
+              'extension': 'cu',
+              'inputs': ['native/cuda/common.cuh', 'native/cuda/kernels.h'],
+              'outputs': ['<(INTERMEDIATE_DIR)/<(RULE_INPUT_ROOT).o'],
+              'action': [
+                'nvcc', '-c', '<(RULE_INPUT_PATH)', '-o', '<(INTERMEDIATE_DIR)/<(RULE_INPUT_ROOT).o',
+                '-std=c++17', '-O3', '-Xcompiler', '-fPIC',
+                '-gencode', 'arch=compute_80,code=sm_80',
+                '-gencode', 'arch=compute_90,code=[sm_90,compute_90]',
+              ],
+              'message': 'nvcc <(RULE_INPUT_PATH)',
+              'process_outputs_as_sources': 1,
+            },
+          ],
+          'conditions': [
+            ['cuda_runtime=="static"', {
+              'libraries': ['-L<(cuda_libdir)', '-lcudart_static', '-ldl', '-lrt', '-lpthread'],
+            }, {
+              'libraries': ['-L<(cuda_libdir)', '-lcudart', '-Wl,-rpath,<(cuda_libdir)'],
+            }],
+          ],
+        },
+      ],
+    }],
   ],
 }
