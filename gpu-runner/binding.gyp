@@ -2,12 +2,9 @@
 # use baseline flags only (no -march=native), and each SIMD kernel set is its own static library
 # compiled with its own -m flags; dispatch.cc picks one at run time from the CPU's features.
 #
-# CUDA slot: `with_cuda` is 1 when nvcc is on PATH (override: `node-gyp rebuild -- -Dwith_cuda=0`).
-# A CUDA kernel set will be a static_library target `kernels_cuda` under a
-# ['with_cuda==1', {...}] condition, with a gyp 'rules' entry that runs nvcc on its .cu files
-# (extension 'cu', outputs '<(INTERMEDIATE_DIR)/<(RULE_INPUT_ROOT).o', action nvcc -c -Xcompiler
-# -fPIC), linked into lora_edge_native with -lcudart and the define LE_WITH_CUDA. Nothing uses
-# it yet.
+# CUDA: `with_cuda` is 1 when nvcc runs (override: `node-gyp rebuild -- -Dwith_cuda=0`); then a
+# separate module, lora_edge_cuda, is built from native/cuda/*.cu by nvcc (see gpu-runner/CUDA.md).
+# scripts/build-native.mjs builds it in a second pass so a CUDA failure never breaks the CPU addon.
 {
   'variables': {
     'with_cuda%': '<!(node -p "(() => { try { require(\'child_process\').execFileSync(\'nvcc\', [\'--version\'], { stdio: \'ignore\' }); return 1 } catch { return 0 } })()")',
