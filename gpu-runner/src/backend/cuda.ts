@@ -7,6 +7,7 @@
  * module's references. See gpu-runner/CUDA.md.
  */
 import { createRequire } from 'node:module';
+import { AddonBackend } from './addon-backend.ts';
 import type { AttentionArgs, Backend, LoraHandle, LoraInit, WeightDType, WeightHandle, WeightInit } from './types.ts';
 
 /** What the module reports about the machine (never throws, needs no device). */
@@ -105,12 +106,12 @@ function ref(h: unknown): unknown {
   return h instanceof CudaWeight || h instanceof CudaLora ? h.ref : h;
 }
 
-type Releasable = Parameters<NonNullable<Backend['release']>>[0];
-
-export class CudaBackend implements Backend {
+export class CudaBackend extends AddonBackend implements Backend {
   readonly name = 'cuda';
 
-  constructor(private readonly addon: CudaAddon) {}
+  constructor(private readonly addon: CudaAddon) {
+    super(addon, ref);
+  }
 
   /** The device in use and the CUDA versions. */
   get info(): CudaInfo {
@@ -130,34 +131,6 @@ export class CudaBackend implements Backend {
   createLora(init: LoraInit): LoraHandle {
     const r = this.addon.createLora(init);
     return new CudaLora(init.rank, init.out, init.in, r, init.dtype === 'bf16' ? 2 : 4, !!init.rowScale);
-  }
-
-  release(h: Releasable): void {
-    this.addon.release(ref(h));
-  }
-
-  matmul(y: Float32Array, x: Float32Array, n: number, w: WeightHandle): void {
-    this.addon.matmul(y, x, n, ref(w));
-  }
-
-  lora(y: Float32Array, x: Float32Array, n: number, slots: Int32Array, handles: readonly LoraHandle[]): void {
-    this.addon.lora(y, x, n, slots, Array.isArray(handles) ? handles.map(ref) : handles);
-  }
-
-  rmsnorm(y: Float32Array, x: Float32Array, n: number, dim: number, weight: Float32Array, eps: number): void {
-    this.addon.rmsnorm(y, x, n, dim, weight, eps);
-  }
-
-  rope(x: Float32Array, n: number, heads: number, headDim: number, positions: Int32Array, theta: number): void {
-    this.addon.rope(x, n, heads, headDim, positions, theta);
-  }
-
-  attention(args: AttentionArgs): void {
-    this.addon.attention(args);
-  }
-
-  siluMul(gate: Float32Array, up: Float32Array, len: number): void {
-    this.addon.siluMul(gate, up, len);
   }
 }
 

@@ -4,6 +4,7 @@
  * this file only maps handles to the addon's native references.
  */
 import { createRequire } from 'node:module';
+import { AddonBackend } from './addon-backend.ts';
 import type {
   AttentionArgs,
   Backend,
@@ -107,10 +108,12 @@ function ref(h: unknown): unknown {
   return h instanceof NativeWeight || h instanceof NativeLora || h instanceof NativeVeraProjection ? h.ref : h;
 }
 
-export class NativeBackend implements Backend {
+export class NativeBackend extends AddonBackend implements Backend {
   readonly name = 'cpu-native';
 
-  constructor(private readonly addon: NativeAddon) {}
+  constructor(private readonly addon: NativeAddon) {
+    super(addon, ref);
+  }
 
   /** The kernel set in use: 'avx512', 'avx2' or 'portable'. */
   get isa(): string {
@@ -152,34 +155,6 @@ export class NativeBackend implements Backend {
     const r = this.addon.createVera(raw);
     const p = init.projection;
     return new NativeLora(p.rank, init.out, init.in, r, this.addon.loraInfo(r), p);
-  }
-
-  release(h: WeightHandle | LoraHandle | VeraProjectionHandle): void {
-    this.addon.release(ref(h));
-  }
-
-  matmul(y: Float32Array, x: Float32Array, n: number, w: WeightHandle): void {
-    this.addon.matmul(y, x, n, ref(w));
-  }
-
-  lora(y: Float32Array, x: Float32Array, n: number, slots: Int32Array, handles: readonly LoraHandle[]): void {
-    this.addon.lora(y, x, n, slots, Array.isArray(handles) ? handles.map(ref) : handles);
-  }
-
-  rmsnorm(y: Float32Array, x: Float32Array, n: number, dim: number, weight: Float32Array, eps: number): void {
-    this.addon.rmsnorm(y, x, n, dim, weight, eps);
-  }
-
-  rope(x: Float32Array, n: number, heads: number, headDim: number, positions: Int32Array, theta: number): void {
-    this.addon.rope(x, n, heads, headDim, positions, theta);
-  }
-
-  attention(args: AttentionArgs): void {
-    this.addon.attention(args);
-  }
-
-  siluMul(gate: Float32Array, up: Float32Array, len: number): void {
-    this.addon.siluMul(gate, up, len);
   }
 }
 
