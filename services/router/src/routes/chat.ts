@@ -9,7 +9,16 @@ import { ChatCompletionRequestSchema, type ChatMessage } from '../lib.ts';
 import { plan as makePlan, servedBy } from '../plan.ts';
 import { select } from '../select.ts';
 import { loadTextModel, noTokenizer } from '../tokenizer.ts';
-import { afterServed, completionId, nowSeconds, refuseUnsupported, responseHeaders, retrievalSettings, sampling } from './common.ts';
+import {
+  afterServed,
+  completionId,
+  nowSeconds,
+  refuseUnsupported,
+  responseHeaders,
+  retrievalSettings,
+  sampling,
+  sseResponse,
+} from './common.ts';
 
 /** Without max_tokens a reply may use the context up to this many tokens. */
 export const DEFAULT_CHAT_MAX_TOKENS = 256;
@@ -72,9 +81,7 @@ chatRoutes.post('/chat/completions', async (c) => {
       },
       req.stream_options?.include_usage === true,
     );
-    return new Response(body, {
-      headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...responseHeaders(served) },
-    });
+    return sseResponse(body, served);
   }
 
   const results = await Promise.all(specs.map((spec) => completeChoice(run, spec)));

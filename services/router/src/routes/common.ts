@@ -57,6 +57,13 @@ export function responseHeaders(served: ServedBy): Record<string, string> {
   return { [SERVED_BY_HEADER]: servedByHeader(served) };
 }
 
+/** An OpenAI-style SSE response carrying the served-by header. */
+export function sseResponse(body: ReadableStream<Uint8Array>, served: ServedBy): Response {
+  return new Response(body, {
+    headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...responseHeaders(served) },
+  });
+}
+
 export function completionId(prefix: string): string {
   const b = crypto.getRandomValues(new Uint8Array(12));
   return `${prefix}-${[...b].map((x) => x.toString(16).padStart(2, '0')).join('')}`;

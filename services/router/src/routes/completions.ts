@@ -9,7 +9,16 @@ import { type CompletionRequest, CompletionRequestSchema } from '../lib.ts';
 import { plan as makePlan, servedBy } from '../plan.ts';
 import { select } from '../select.ts';
 import { loadTextModel, noTokenizer } from '../tokenizer.ts';
-import { afterServed, completionId, nowSeconds, refuseUnsupported, responseHeaders, retrievalSettings, sampling } from './common.ts';
+import {
+  afterServed,
+  completionId,
+  nowSeconds,
+  refuseUnsupported,
+  responseHeaders,
+  retrievalSettings,
+  sampling,
+  sseResponse,
+} from './common.ts';
 
 export const DEFAULT_MAX_TOKENS = 16;
 
@@ -74,9 +83,7 @@ completionRoutes.post('/completions', async (c) => {
       },
       req.stream_options?.include_usage === true,
     );
-    return new Response(body, {
-      headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...responseHeaders(served) },
-    });
+    return sseResponse(body, served);
   }
 
   const results = await Promise.all(specs.map((spec) => completeChoice(run, spec)));
