@@ -1,4 +1,5 @@
 export * from './errors.ts';
+export * as gpu from './gpu/index.ts';
 export * from './json.ts';
 export * as linalg from './linalg/index.ts';
 export * from './llama/index.ts';

@@ -1,0 +1,3 @@
+export * from './job.ts';
+export * from './protocol.ts';
+export * from './runners.ts';
