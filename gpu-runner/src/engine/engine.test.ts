@@ -149,6 +149,45 @@ describe.each(['js', 'cpu-native'] as const)('engine on the %s backend', (backen
     expect(a.ids).not.toEqual(c.ids);
   });
 
+  it('resumes after k reference ids: the tail equals the uninterrupted greedy run, indices continue', async () => {
+    const c = refs[1]!;
+    for (const k of [1, 7, 20]) {
+      const h = engine.submit({ prompt: c.prompt_ids, maxTokens: 32, ignoreEos: true, resumeIds: c.greedy_ids.slice(0, k) });
+      const events: { token: number; index: number }[] = [];
+      for await (const t of h.tokens) events.push(t);
+      expect(events.map((e) => e.token)).toEqual(c.greedy_ids.slice(k, 32));
+      expect(events.map((e) => e.index)).toEqual(Array.from({ length: 32 - k }, (_, i) => k + i));
+      const r = await h.result;
+      expect(r.ids).toEqual(c.greedy_ids.slice(0, 32));
+      expect(r.finishReason).toBe('length');
+      expect(r.promptTokens).toBe(c.prompt_ids.length);
+    }
+  });
+
+  it('resumes a seeded sampled stream exactly where it was cut', async () => {
+    const req = { prompt: [1], maxTokens: 24, sampling: { temperature: 0.8, topK: 0, topP: 1, seed: 1234 }, ignoreEos: true };
+    const whole = await engine.generate(req);
+    const resumed = await engine.generate({ ...req, resumeIds: whole.ids.slice(0, 9) });
+    expect(resumed.ids).toEqual(whole.ids);
+  });
+
+  it('ends a resumed run at once when its ids already ended it', async () => {
+    const c = refs[0]!;
+    const spent = await engine.generate({ prompt: c.prompt_ids, maxTokens: 5, ignoreEos: true, resumeIds: c.greedy_ids.slice(0, 5) });
+    expect(spent).toMatchObject({ ids: c.greedy_ids.slice(0, 5), finishReason: 'length' });
+    const stopped = engine.submit({
+      prompt: c.prompt_ids,
+      maxTokens: 10,
+      stopIds: [c.greedy_ids[2]!],
+      resumeIds: c.greedy_ids.slice(0, 3),
+    });
+    const seen: number[] = [];
+    for await (const t of stopped.tokens) seen.push(t.token);
+    expect(seen).toEqual([]);
+    expect((await stopped.result).finishReason).toBe('stop');
+    expect(() => engine.submit({ prompt: [1], maxTokens: 2, resumeIds: [1, 2, 3] })).toThrow(/exceed max tokens/);
+  });
+
   it.each([
     [{ prompt: [], maxTokens: 4 }, /prompt is empty/],
     [{ prompt: [1, 512], maxTokens: 4 }, /token id 512 is outside the vocabulary/],

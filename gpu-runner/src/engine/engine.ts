@@ -19,6 +19,13 @@ export interface GenerateRequest {
   ignoreEos?: boolean;
   /** Also return the logits at the last prompt position (the first sampling step). */
   returnFirstLogits?: boolean;
+  /**
+   * Tokens an earlier run of this same request already produced (a retry after a lost runner):
+   * they are prefilled after the prompt, count against maxTokens, advance the seeded random
+   * stream as their sampling did, and the new tokens continue at index resumeIds.length. The
+   * Completion's ids include them, so a resumed run ends with the same ids as an uninterrupted one.
+   */
+  resumeIds?: readonly number[];
 }
 
 export interface TokenEvent {
@@ -93,15 +100,20 @@ class Sequence {
     });
     this.result.catch(() => {}); // a reader may only follow the stream
     this.rng = new Rng(req.sampling?.seed ?? 0);
+    const resumed = req.resumeIds ?? [];
+    this.generated.push(...resumed);
+    // sample() draws once per token when temperature > 0: replay those draws so the stream continues.
+    if ((req.sampling?.temperature ?? 0) > 0) for (let i = 0; i < resumed.length; i++) this.rng.next();
   }
 
   get kvBytes(): number {
     return this.k.reduce((s, a) => s + a.byteLength * 2, 0);
   }
 
-  /** Tokens to run this step: the whole prompt first, then the last sampled token. */
+  /** Tokens to run this step: the whole prompt (and resumed ids) first, then the last sampled token. */
   pending(): readonly number[] {
-    return this.cached === 0 ? this.req.prompt : [this.generated[this.generated.length - 1] as number];
+    if (this.cached === 0) return this.generated.length ? [...this.req.prompt, ...this.generated] : this.req.prompt;
+    return [this.generated[this.generated.length - 1] as number];
   }
 }
 
@@ -147,6 +159,11 @@ export class Engine {
     if (req.prompt.length + req.maxTokens > c.maxPositions) {
       throw bad(`prompt (${req.prompt.length}) + max tokens (${req.maxTokens}) exceed the context of ${c.maxPositions}`, 'max_tokens');
     }
+    const resume = req.resumeIds ?? [];
+    for (const t of resume)
+      if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize)
+        throw bad(`resumed token id ${t} is outside the vocabulary (0..${c.vocabSize - 1})`, 'resume_ids');
+    if (resume.length > req.maxTokens) throw bad(`${resume.length} resumed tokens exceed max tokens (${req.maxTokens})`, 'resume_ids');
     validateSampling(req.sampling ?? {});
     const mix = req.mix ?? [];
     let model = this.model;
@@ -170,8 +187,14 @@ export class Engine {
     }
     const stops = new Set(req.ignoreEos ? (req.stopIds ?? []) : (req.stopIds ?? c.eosTokenIds));
     const seq = new Sequence(req, req.prompt.length + req.maxTokens, c.numKvHeads * c.headDim, c.numLayers, stops, model, stacks, keys);
-    this.waiting.push(seq);
-    this.kick();
+    // A resumed run that had already ended (stop id last, or the budget spent) ends here.
+    const last = resume[resume.length - 1];
+    if (last !== undefined && stops.has(last)) this.finish(seq, 'stop');
+    else if (resume.length >= req.maxTokens) this.finish(seq, 'length');
+    else {
+      this.waiting.push(seq);
+      this.kick();
+    }
     return {
       tokens: seq.queue,
       result: seq.result,
@@ -266,7 +289,7 @@ export class Engine {
     seqs.forEach((s, i) => {
       s.cached += s.pending().length;
       const row = logits.subarray(i * vocab, (i + 1) * vocab);
-      if (s.req.returnFirstLogits && s.generated.length === 0) s.firstLogits = row.slice();
+      if (s.req.returnFirstLogits && s.generated.length === (s.req.resumeIds?.length ?? 0)) s.firstLogits = row.slice();
       const token = sample(row, s.req.sampling ?? {}, s.rng);
       s.generated.push(token);
       s.queue.push({ token, index: s.generated.length - 1 });
