@@ -216,3 +216,20 @@ describe('POST /v1/adapters (by URL)', () => {
     });
   }
 });
+
+describe('PATCH /admin/models/:id (placement)', () => {
+  it('pins a base model to the GPU runners and back; refuses unknown placements and models', async () => {
+    await registerStories('placed-model');
+    const patch = (id: string, body: unknown, token = 'test-admin-token') =>
+      call(
+        `/admin/models/${id}`,
+        auth(token, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+      );
+    const pinned = await patch('placed-model', { placement: 'gpu' });
+    expect(pinned.status).toBe(200);
+    expect(((await pinned.json()) as { model: { placement: string } }).model.placement).toBe('gpu');
+    expect(await errorOf(await patch('placed-model', { placement: 'moon' }))).toMatchObject({ status: 400 });
+    expect(await errorOf(await patch('no-such-model', { placement: 'gpu' }))).toMatchObject({ status: 404, code: 'model_not_found' });
+    expect((await patch('placed-model', { placement: 'gpu' }, 'wrong')).status).toBe(401);
+  });
+});

@@ -3,8 +3,9 @@
  * completion, or its token stream (infer's SSE: `data: {"index","ids"}` per token, then
  * `data: {"done": true, …completion}`). Edge-eligible models go to services/infer through the
  * INFER binding; the rest, and models infer turns away as over its memory budget, go to the GPU
- * path, which answers 503 `gpu_path_unavailable` until the runner queue is plugged in here.
+ * path (gpu.ts: the gateway Worker's queue and runners).
  */
+import { type GpuBinding, GpuDispatcher } from './gpu.ts';
 import { ApiError } from './http/errors.ts';
 
 /** The request services/infer takes (services/infer/src/request.ts). */
@@ -87,13 +88,13 @@ export class EdgeDispatcher implements Dispatcher {
   }
 }
 
-/** The GPU runner path: not wired yet (its queue and result channel are a later piece). */
+/** A deployment without the GPU gateway (no GPU binding): models beyond the edge are refused. */
 export class UnavailableGpuDispatcher implements Dispatcher {
   private refuse(): never {
     throw new ApiError(
       503,
       'gpu_path_unavailable',
-      'This model is too large for the edge and the GPU path is not available yet; try a smaller base model.',
+      'This model is too large for the edge and this deployment has no GPU path; try a smaller base model.',
       'model',
     );
   }
@@ -109,8 +110,13 @@ export class UnavailableGpuDispatcher implements Dispatcher {
 export class RoutingDispatcher implements Dispatcher {
   constructor(
     private readonly edge: Dispatcher,
-    private readonly gpu: Dispatcher,
+    readonly gpu: Dispatcher,
   ) {}
+
+  /** GPU jobs started for this request so far. */
+  get gpuJobs(): readonly string[] {
+    return this.gpu instanceof GpuDispatcher ? this.gpu.jobs : [];
+  }
 
   async generate(job: Job): Promise<Completion> {
     if (job.target === 'gpu') return this.gpu.generate(job);
@@ -133,6 +139,17 @@ export class RoutingDispatcher implements Dispatcher {
   }
 }
 
-export function dispatcherFor(env: Env): Dispatcher {
-  return new RoutingDispatcher(new EdgeDispatcher(env.INFER as unknown as InferBinding), new UnavailableGpuDispatcher());
+/** Who is asking and for what size of model: the GPU path needs both (tenancy of jobs, runner fit). */
+export interface Caller {
+  tenant: string;
+  modelBytes: number;
+}
+
+export function gpuDispatcherFor(env: Env, caller: Caller): Dispatcher {
+  const binding = (env as unknown as { GPU?: unknown }).GPU;
+  return binding ? new GpuDispatcher(binding as GpuBinding, caller.tenant, caller.modelBytes) : new UnavailableGpuDispatcher();
+}
+
+export function dispatcherFor(env: Env, caller: Caller): RoutingDispatcher {
+  return new RoutingDispatcher(new EdgeDispatcher(env.INFER as unknown as InferBinding), gpuDispatcherFor(env, caller));
 }

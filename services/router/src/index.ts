@@ -6,6 +6,7 @@ import { adminRoutes } from './routes/admin.ts';
 import { aliasRoutes } from './routes/aliases.ts';
 import { chatRoutes } from './routes/chat.ts';
 import { completionRoutes } from './routes/completions.ts';
+import { generationRoutes, runnerProxy } from './routes/generations.ts';
 import { mergeProxy } from './routes/merge-proxy.ts';
 import { modelRoutes } from './routes/models.ts';
 import { SERVICE, VERSION } from './version.ts';
@@ -30,10 +31,13 @@ app.use('/v1/models/*', requireTenant);
 app.use('/v1/aliases', requireTenant);
 app.use('/v1/aliases/*', requireTenant);
 app.use('/v1/tenant', requireTenant);
+app.use('/v1/generations/*', requireTenant);
 app.route('/v1', completionRoutes);
 app.route('/v1', chatRoutes);
 app.route('/v1', modelRoutes);
 app.route('/v1', aliasRoutes);
+app.route('/v1', generationRoutes);
+app.route('/', runnerProxy);
 app.route('/', mergeProxy);
 
 app.notFound((c) =>
@@ -46,7 +50,7 @@ app.onError((e, c) => {
   const err = toApiError(e);
   // Our own refusals (gpu_path_unavailable, engine errors passed on) are expected; anything else is a bug.
   if (err.status >= 500 && !(e instanceof ApiError)) console.error(`${c.req.method} ${c.req.path}:`, e);
-  return c.json(err.toJSON(), err.status);
+  return c.json(err.toJSON(), err.status, err.headers);
 });
 
 export default app;

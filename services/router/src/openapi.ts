@@ -29,8 +29,13 @@ const errors = {
     description: 'Unknown model or adapter (another tenant’s private adapter is reported exactly as an unknown one).',
     content: { 'application/json': { schema: ErrorObjectSchema } },
   },
+  429: {
+    description: '`gpu_busy`: the GPU runners are at capacity; nothing was enqueued. Retry after the `Retry-After` seconds.',
+    content: { 'application/json': { schema: ErrorObjectSchema } },
+  },
   503: {
-    description: '`gpu_path_unavailable`: the model is beyond the edge budget and the GPU path is not available.',
+    description:
+      '`gpu_unavailable`: the model runs on the GPU path and no runner is serving (`Retry-After` given); `gpu_queue_timeout`: no runner took the job in time; `gpu_path_unavailable`: this deployment has no GPU path.',
     content: { 'application/json': { schema: ErrorObjectSchema } },
   },
 };

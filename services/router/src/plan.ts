@@ -88,7 +88,8 @@ async function promote(bucket: R2Bucket, manifest: ArtifactManifest): Promise<st
 }
 
 export async function plan(env: Env, selection: Selection): Promise<Plan> {
-  const target = selection.base.edge_eligible ? 'edge' : 'gpu';
+  const placement = selection.base.placement ?? 'auto';
+  const target = placement === 'gpu' ? 'gpu' : placement === 'edge' || selection.base.edge_eligible ? 'edge' : 'gpu';
   if (selection.mix.length === 0) return { selection, mode: 'base', recipe: null, modelDigest: selection.base.digest, target };
   const recipe = await mixRecipe(selection);
   const merged = await mergedModel(env.BLOBS, recipe);

@@ -125,12 +125,26 @@ describe('errors', () => {
     expect(e.param).toBe('max_tokens');
   });
 
-  it('503 gpu_path_unavailable for a model beyond the edge', async () => {
+  it('503 gpu_unavailable with Retry-After for a model beyond the edge while no GPU runner serves', async () => {
     const { reg } = await import('./helpers.ts');
     const stories = await reg().getModel(STORIES);
     await reg().putModel({ ...stories!, id: 'big-model', edge_eligible: false });
-    const e = await error(await post('/v1/completions', greedy('big-model', [1], 1), t.key), 503);
-    expect(e).toMatchObject({ code: 'gpu_path_unavailable', type: 'service_unavailable_error' });
+    const res = await post('/v1/completions', greedy('big-model', [1], 1), t.key);
+    expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
+    const e = await error(res, 503);
+    expect(e).toMatchObject({ code: 'gpu_unavailable', type: 'service_unavailable_error' });
+  });
+
+  it('shows GPU jobs only to their tenant, and passes the runner API through to the gateway', async () => {
+    expect(
+      await error(await call('/v1/generations/gen-00000000-none', { headers: { authorization: `Bearer ${t.key}` } }), 404),
+    ).toMatchObject({
+      code: 'job_not_found',
+    });
+    const runners = await call('/runners/capacity', { headers: { authorization: 'Bearer wrong' } });
+    expect(runners.status).toBe(401);
+    const ok = await call('/runners/capacity', { headers: { authorization: 'Bearer test-runner-token' } });
+    expect(await ok.json()).toMatchObject({ runners: 0, slots: 0, outstanding: 0 });
   });
 
   it('answers unknown routes with a machine-readable 404', async () => {

@@ -100,6 +100,11 @@ export const BaseModelRecordSchema = z.object({
   size: z.number().int().nonnegative(),
   /** Small enough for services/infer (a Worker) to run. */
   edge_eligible: z.boolean(),
+  /**
+   * Where it runs: `auto` (default) = the edge when edge_eligible, else the GPU path; `gpu` pins it
+   * to the GPU runners (an operator's choice, e.g. for throughput); `edge` tries the edge first.
+   */
+  placement: z.enum(['auto', 'edge', 'gpu']).optional(),
   created_at: TimestampSchema,
 });
 export type BaseModelRecord = z.infer<typeof BaseModelRecordSchema>;

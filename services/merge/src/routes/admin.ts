@@ -3,7 +3,8 @@
  *
  * POST /admin/tenants {id, name?} → 201 {tenant, api_key: {id, key}} (the key is shown once)
  * POST /admin/tenants/:id/keys {label?} → 201 {api_key: {id, key}}
- * PUT /admin/models/:id — multipart parts `config.json` and `model.safetensors`
+ * PUT /admin/models/:id[?placement=auto|edge|gpu] — multipart parts `config.json` and `model.safetensors`
+ * PATCH /admin/models/:id {placement} — pin a model to the GPU runners (or back to auto)
  */
 import { assertWeights, isLoraEdgeError, parseModelConfig, readSafetensors } from '@lora-edge/shared';
 import { Hono } from 'hono';
@@ -29,6 +30,8 @@ adminRoutes.use('*', requireAdmin);
 
 const NewTenantSchema = z.strictObject({ id: TenantIdSchema, name: z.string().min(1).max(200).optional() });
 const NewKeySchema = z.strictObject({ label: z.string().max(200).optional() });
+const PlacementSchema = z.enum(['auto', 'edge', 'gpu']);
+const ModelPatchSchema = z.strictObject({ placement: PlacementSchema });
 
 adminRoutes.post('/tenants', async (c) => {
   const req = parseJsonBody(await readCapped(c.req.raw, 16 * 1024), NewTenantSchema);
@@ -48,8 +51,18 @@ adminRoutes.post('/tenants/:id/keys', async (c) => {
   return c.json({ api_key: { id: record.id, key } }, 201);
 });
 
+adminRoutes.patch('/models/:id{.+}', async (c) => {
+  const id = validate(ModelIdSchema, c.req.param('id'), 'id');
+  const req = parseJsonBody(await readCapped(c.req.raw, 16 * 1024), ModelPatchSchema);
+  const reg = registry(c.env);
+  const model = await reg.getModel(id);
+  if (!model) throw new ApiError(404, 'model_not_found', `no base model "${id}"`, { field: 'id' });
+  return c.json({ model: await reg.putModel({ ...model, placement: req.placement }) });
+});
+
 adminRoutes.put('/models/:id{.+}', async (c) => {
   const id = validate(ModelIdSchema, c.req.param('id'), 'id');
+  const placement = validate(PlacementSchema, c.req.query('placement') ?? 'auto', 'placement');
   const max = limits(c.env).maxModelBytes;
   const form = await parseMultipart(await readCapped(c.req.raw, max + 64 * 1024, 'model_too_large'), c.req.header('content-type'));
   const configBytes = await partBytes(form, MODEL_CONFIG_FILE);
@@ -83,6 +96,7 @@ adminRoutes.put('/models/:id{.+}', async (c) => {
     },
     size: weights.byteLength,
     edge_eligible: weights.byteLength <= DEFAULT_EDGE_MODEL_BYTES,
+    placement,
     created_at: new Date().toISOString(),
   };
   return c.json({ model: await registry(c.env).putModel(record) }, 201);

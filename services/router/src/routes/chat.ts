@@ -49,7 +49,8 @@ chatRoutes.post('/chat/completions', async (c) => {
     req.max_completion_tokens ?? req.max_tokens ?? Math.max(1, Math.min(DEFAULT_CHAT_MAX_TOKENS, context - promptIds.length));
 
   const plan = await makePlan(c.env, selection);
-  const run: Run = { dispatcher: dispatcherFor(c.env), plan, sampling: sampling(req, maxTokens), text };
+  const dispatcher = dispatcherFor(c.env, { tenant: c.get('tenant').id, modelBytes: plan.selection.base.size });
+  const run: Run = { dispatcher, plan, sampling: sampling(req, maxTokens), text };
   const n = req.n ?? 1;
   const specs: ChoiceSpec[] = Array.from({ length: n }, (_, j) => ({ index: j, promptIds }));
   const served = servedBy(plan);
@@ -81,7 +82,7 @@ chatRoutes.post('/chat/completions', async (c) => {
       },
       req.stream_options?.include_usage === true,
     );
-    return sseResponse(body, served);
+    return sseResponse(body, served, dispatcher.gpuJobs);
   }
 
   const results = await Promise.all(specs.map((spec) => completeChoice(run, spec)));
@@ -104,6 +105,6 @@ chatRoutes.post('/chat/completions', async (c) => {
       lora_edge: served,
     },
     200,
-    responseHeaders(served),
+    responseHeaders(served, dispatcher.gpuJobs),
   );
 });

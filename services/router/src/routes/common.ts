@@ -1,6 +1,7 @@
 /** What the two generation endpoints share: refusing what we cannot honour, sampling defaults, the served-by header. */
 import type { Context } from 'hono';
 import type { Sampling } from '../generation.ts';
+import { JOB_HEADER } from '../gpu.ts';
 import type { AppEnv } from '../http/auth.ts';
 import { invalid } from '../http/errors.ts';
 import type { ChatCompletionRequest, CompletionRequest, ServedBy } from '../lib.ts';
@@ -53,14 +54,17 @@ export function afterServed(c: Context<AppEnv>, plan: Plan): void {
   }
 }
 
-export function responseHeaders(served: ServedBy): Record<string, string> {
-  return { [SERVED_BY_HEADER]: servedByHeader(served) };
+/** The served-by header, and the GPU jobs that ran the request (GET /v1/generations/:id shows each). */
+export function responseHeaders(served: ServedBy, gpuJobs: readonly string[] = []): Record<string, string> {
+  const h: Record<string, string> = { [SERVED_BY_HEADER]: servedByHeader(served) };
+  if (gpuJobs.length) h[JOB_HEADER] = gpuJobs.join(', ');
+  return h;
 }
 
-/** An OpenAI-style SSE response carrying the served-by header. */
-export function sseResponse(body: ReadableStream<Uint8Array>, served: ServedBy): Response {
+/** An OpenAI-style SSE response carrying the served-by header (and, on the GPU path, the first choice's job). */
+export function sseResponse(body: ReadableStream<Uint8Array>, served: ServedBy, gpuJobs: readonly string[] = []): Response {
   return new Response(body, {
-    headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...responseHeaders(served) },
+    headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...responseHeaders(served, gpuJobs) },
   });
 }
 

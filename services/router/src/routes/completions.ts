@@ -54,7 +54,8 @@ completionRoutes.post('/completions', async (c) => {
   });
 
   const plan = await makePlan(c.env, selection);
-  const run: Run = { dispatcher: dispatcherFor(c.env), plan, sampling: s, text };
+  const dispatcher = dispatcherFor(c.env, { tenant: c.get('tenant').id, modelBytes: plan.selection.base.size });
+  const run: Run = { dispatcher, plan, sampling: s, text };
   const n = req.n ?? 1;
   const specs: ChoiceSpec[] = promptIds.flatMap((p, i) => Array.from({ length: n }, (_, j) => ({ index: i * n + j, promptIds: p })));
   const served = servedBy(plan);
@@ -83,7 +84,7 @@ completionRoutes.post('/completions', async (c) => {
       },
       req.stream_options?.include_usage === true,
     );
-    return sseResponse(body, served);
+    return sseResponse(body, served, dispatcher.gpuJobs);
   }
 
   const results = await Promise.all(specs.map((spec) => completeChoice(run, spec)));
@@ -105,6 +106,6 @@ completionRoutes.post('/completions', async (c) => {
       lora_edge: served,
     },
     200,
-    responseHeaders(served),
+    responseHeaders(served, dispatcher.gpuJobs),
   );
 });
