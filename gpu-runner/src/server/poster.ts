@@ -52,6 +52,12 @@ export interface PosterOptions {
   timing(): { heartbeatMs: number; leaseMs: number };
   onRetry?(why: string, attempt: number): void;
   now?(): number;
+  /**
+   * How long a `current: false` is not believed before the gateway has once answered `current:
+   * true`: the gateway marks the attempt running only after our 202 reaches it, so a fast first
+   * post can overtake that. Default 5 s (at most the lease).
+   */
+  acceptGraceMs?: number;
 }
 
 export class Poster {
@@ -90,6 +96,8 @@ export class Poster {
     let lastPost = now();
     let lastHeard = now();
     let failures = 0;
+    const started = now();
+    let confirmed = false;
     for (;;) {
       if (this.stopped) return 'stopped';
       const { heartbeatMs, leaseMs } = this.o.timing();
@@ -111,8 +119,15 @@ export class Poster {
       if (this.stopped) return 'stopped';
       if (r.ok) {
         lastHeard = now();
+        if (!r.value.current) {
+          const grace = Math.min(this.o.acceptGraceMs ?? 5_000, leaseMs);
+          if (confirmed || now() - started >= grace) return 'fenced';
+          failures++;
+          await new Promise((res) => setTimeout(res, Math.min(50 * 2 ** Math.min(failures - 1, 4), heartbeatMs)));
+          continue;
+        }
+        confirmed = true;
         failures = 0;
-        if (!r.value.current) return 'fenced';
         // Behind what was sent (a gap, a lost post): resend from there. Ahead: the gateway drops repeats.
         this.acked = Math.min(r.value.next, ids.length);
         if (end && last && r.value.next >= ids.length) return 'delivered';

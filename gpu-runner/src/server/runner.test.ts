@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { gpu } from '@lora-edge/shared';
+import { gpu } from '@lora-edge/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADAPTERS, readJson, STORIES } from '../../../test/fixtures.ts';
 import { loadBackend } from '../backend/index.ts';
@@ -183,21 +183,53 @@ describe('the runner against a gateway', () => {
   it('cancels the engine sequence when the gateway answers current:false', async () => {
     const id = jobId();
     gw.newJob(id, 500);
-    gw.eventsHook = (_job, ev) => (ev.ids.length > 0 ? { next: ev.from + ev.ids.length, current: false } : undefined);
+    // The first post with ids is taken; the next one is told the attempt is no longer current.
+    let withIds = 0;
+    gw.eventsHook = (_job, ev) => (ev.ids.length > 0 && withIds++ > 0 ? { next: ev.from + ev.ids.length, current: false } : undefined);
     try {
       expect((await gw.dispatch(runner.url, generateJob(id, model.digest, [1], 500))).status).toBe(202);
       const live = runner.jobs.jobs.find((j) => j.job.id === id)!;
-      await gw.until(() => gw.postsOf(id).some((p) => p.ev.ids.length > 0), 10_000, 'the first tokens');
       await gw.until(() => !runner.jobs.jobs.some((j) => j.job.id === id), 10_000, 'the job to end');
       const engine = runner.models.peek(model.digest)!;
       expect(engine.load.running).toBe(0);
       expect(runner.jobs.load()).toMatchObject({ active: 0, kv_free_bytes: runner.config.kvBytes });
       const posts = gw.postsOf(id);
-      expect(posts).toHaveLength(1); // nothing after the fence
-      expect(posts[0]!.ev.done).toBeUndefined();
+      expect(posts.filter((p) => p.ev.ids.length > 0)).toHaveLength(2); // nothing after the fence
+      expect(posts.some((p) => p.ev.done)).toBe(false);
       expect(live.cancelled).toBe('fenced');
       const cut = await live.handle!.result;
       expect(cut.ids.length).toBeLessThan(500);
+    } finally {
+      gw.eventsHook = undefined;
+    }
+  });
+
+  it('does not believe a current:false that overtakes the gateway marking the attempt running', async () => {
+    const c = refs[0]!;
+    const id = jobId();
+    // The gateway has not recorded the hand-off yet: the attempt is still queued when the first posts arrive.
+    const now = Date.now();
+    const record = gpu.newJob(id, 'generate', c.greedy_ids.length, 5, now);
+    gw.jobs.set(id, record);
+    let early = 0;
+    gw.eventsHook = (job) => {
+      if (early++ < 2) return undefined; // applyEvents answers current:false: attempt not running
+      gpu.markRunning(job, 1, 'r1', Date.now());
+      return undefined;
+    };
+    try {
+      await gw.dispatch(runner.url, generateJob(id, model.digest, c.prompt_ids, c.greedy_ids.length));
+      await gw.until(() => gw.jobs.get(id)!.status === 'done');
+      expect(gw.jobs.get(id)!.ids).toEqual(c.greedy_ids);
+      expect(
+        gw
+          .postsOf(id)
+          .slice(0, 2)
+          .map((p) => p.reply),
+      ).toEqual([
+        { next: 0, current: false },
+        { next: 0, current: false },
+      ]);
     } finally {
       gw.eventsHook = undefined;
     }
