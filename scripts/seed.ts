@@ -29,6 +29,7 @@ if (!admin) throw new Error('ADMIN_TOKEN is not set');
 
 const TENANT = 'demo';
 const STORIES = 'stories260k';
+const STORIES_GPU = 'stories260k-gpu';
 const FIXTURE_ADAPTERS = ['tiny-qv-r4', 'tiny-all-r8', 'tiny-rslora-r8', 'tiny-dora-r4'];
 const fixture = (...p: string[]) => join(root, 'fixtures', ...p);
 const log = (m: string) => process.stderr.write(`seed: ${m}\n`);
@@ -70,14 +71,20 @@ async function demoKey(): Promise<string> {
 }
 
 /** Uploads a base model unless the registry holds these exact files under that id. */
-async function baseModel(key: string, id: string, config: string | Uint8Array, weights: Uint8Array): Promise<void> {
+async function baseModel(
+  key: string,
+  id: string,
+  config: string | Uint8Array,
+  weights: Uint8Array,
+  placement: 'auto' | 'gpu' = 'auto',
+): Promise<void> {
   const { digest } = await filesDigest({ 'config.json': config, 'model.safetensors': weights });
   const have = await api(`/v1/models/${id}`, { key });
   if (have.status === 200 && ((await have.json()) as { lora_edge: { digest?: string } }).lora_edge.digest === digest) return;
   const form = new FormData();
   form.set('config.json', blob(config), 'config.json');
   form.set('model.safetensors', blob(weights), 'model.safetensors');
-  await ok(await api(`/admin/models/${id}`, { method: 'PUT', body: form, key: admin }), `upload base model ${id}`);
+  await ok(await api(`/admin/models/${id}?placement=${placement}`, { method: 'PUT', body: form, key: admin }), `upload base model ${id}`);
   log(`base model ${id} uploaded`);
 }
 
@@ -130,6 +137,14 @@ await baseModel(
   readFileSync(fixture('models', STORIES, 'config.json')),
   readFileSync(fixture('models', STORIES, 'model.safetensors')),
 );
+// The same weights pinned to the GPU path: served by the local runners (npm start --runners n).
+await baseModel(
+  key,
+  STORIES_GPU,
+  readFileSync(fixture('models', STORIES, 'config.json')),
+  readFileSync(fixture('models', STORIES, 'model.safetensors')),
+  'gpu',
+);
 for (const name of FIXTURE_ADAPTERS) {
   await adapter(
     key,
@@ -159,7 +174,7 @@ console.log(
   JSON.stringify({
     tenant: TENANT,
     api_key: key,
-    models: [STORIES, CHAT_MODEL_ID],
+    models: [STORIES, STORIES_GPU, CHAT_MODEL_ID],
     adapters: [...FIXTURE_ADAPTERS.map((a) => `${STORIES}:${a}`), ...CHAT_ADAPTERS.map((a) => `${CHAT_MODEL_ID}:${a.name}`)],
     aliases: ['story-mix', 'story-canary'],
   }),

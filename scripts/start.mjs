@@ -5,8 +5,12 @@
  * locally exactly as in production), then the demo data seeded through the public API
  * (idempotently: a restart finds it in place), then the URLs, the demo API key and a curl to try.
  *
- *   node scripts/start.mjs [--port 8787] [--persist-to .wrangler/state] [--no-seed]
- *   (or PORT=…, LORA_EDGE_STATE=…)
+ *   node scripts/start.mjs [--port 8787] [--persist-to .wrangler/state] [--no-seed] [--runners 1]
+ *   (or PORT=…, LORA_EDGE_STATE=…, LORA_EDGE_RUNNERS=…)
+ *
+ * `--runners n` starts n GPU-runner processes (gpu-runner/src/server/main.ts, on the native CPU
+ * kernels here, CUDA where there is a GPU) that register with the gateway Worker, so models
+ * pinned to the GPU path are served locally exactly as in production.
  *
  * Local secrets live beside the state: <state>/lora-edge.env (ADMIN_TOKEN, made on first start,
  * given to every Worker) and <state>/lora-edge-demo.json (the demo API key).
@@ -28,6 +32,7 @@ function arg(name) {
 const port = Number(arg('--port') ?? process.env.PORT ?? 8787);
 const state = resolve(root, arg('--persist-to') ?? process.env.LORA_EDGE_STATE ?? '.wrangler/state');
 const seed = !process.argv.includes('--no-seed');
+const runnerCount = Number(arg('--runners') ?? process.env.LORA_EDGE_RUNNERS ?? 1);
 const url = `http://127.0.0.1:${port}`;
 
 /** A port nobody listens on (for the inspector, so two stacks can run side by side). */
@@ -43,7 +48,7 @@ function freePort() {
 }
 
 /** Local secrets for this state directory (admin token, webhook secrets): made once, kept, so restarts keep working. */
-const SECRET_NAMES = ['ADMIN_TOKEN', 'GENERIC_WEBHOOK_SECRET', 'HF_WEBHOOK_SECRET'];
+const SECRET_NAMES = ['ADMIN_TOKEN', 'GENERIC_WEBHOOK_SECRET', 'HF_WEBHOOK_SECRET', 'RUNNER_TOKEN'];
 function localSecrets() {
   mkdirSync(state, { recursive: true });
   const file = join(state, 'lora-edge.env');
@@ -92,6 +97,7 @@ function banner(demo) {
 lora-edge is up (state: ${state})
   router + OpenAI API  ${url}/v1        (OpenAPI: ${url}/openapi.json)
   merge service        ${url}/v1/adapters, /v1/merges, /admin/… (through the router)
+  GPU path             ${runners.length} runner(s) on ${url}/runners/…; jobs at ${url}/v1/generations/<id>
   demo tenant          ${demo.tenant}
   demo API key         ${key}
   base models          ${demo.models.join(', ')}
@@ -101,6 +107,8 @@ lora-edge is up (state: ${state})
 
 Try:
   curl -s ${url}/v1/completions -H 'authorization: Bearer ${key}' -H 'content-type: application/json' \\
+    -d '{"model": "stories260k-gpu", "prompt": [1], "max_tokens": 16, "temperature": 0, "stream": true}'   # the GPU path
+  curl -s ${url}/v1/completions -H 'authorization: Bearer ${key}' -H 'content-type: application/json' \\
     -d '{"model": "story-mix", "prompt": [1], "max_tokens": 16, "temperature": 0, "return_token_ids": true}'
   curl -s ${url}/v1/chat/completions -H 'authorization: Bearer ${key}' -H 'content-type: application/json' \\
     -d '{"model": "tiny-random-chat", "messages": [{"role": "user", "content": "Tell me a story about a dragon"}], "max_tokens": 12}'
@@ -109,7 +117,7 @@ Try:
 }
 
 const secrets = localSecrets();
-const workers = ['services/router', 'services/merge', 'services/infer'];
+const workers = ['services/router', 'services/merge', 'services/infer', 'services/gpu'];
 // The first config is the one served on the port; the others are reached through bindings.
 const args = [
   'dev',
@@ -153,10 +161,39 @@ const child = spawn(join(root, 'node_modules', '.bin', 'wrangler'), args, {
 });
 child.stdout.pipe(process.stdout);
 
+/** GPU runners (CPU engine here): each registers with the gateway through the router's /runners/*. */
+const runners = [];
+function startRunner(i) {
+  const id = `local-runner-${i + 1}`;
+  const tsx = join(root, 'node_modules', '.bin', 'tsx');
+  const p = spawn(tsx, [join(root, 'gpu-runner', 'src', 'server', 'main.ts')], {
+    cwd: root,
+    env: {
+      ...process.env,
+      LORA_EDGE_GATEWAY_URL: url,
+      LORA_EDGE_RUNNER_TOKEN: secrets.values.RUNNER_TOKEN,
+      LORA_EDGE_RUNNER_ID: id,
+      LORA_EDGE_RUNNER_HOST: '127.0.0.1',
+      LORA_EDGE_RUNNER_PORT: '0',
+      LORA_EDGE_CACHE_DIR: join(state, 'runner-cache'),
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  p.stdout.on('data', (c) => {
+    for (const line of String(c).split('\n')) if (line.trim()) console.log(`[${id}] ${line}`);
+  });
+  p.on('exit', (code, sig) => {
+    if (stopping === undefined) console.error(`lora-edge: runner ${id} exited (${sig ?? code})`);
+  });
+  runners.push(p);
+}
+
 let stopping;
 function stop(code) {
   if (stopping !== undefined) return;
   stopping = code;
+  // Runners drain (finish or hand back their jobs) while the gateway is still up.
+  for (const r of runners) r.kill('SIGTERM');
   try {
     process.kill(-child.pid, 'SIGTERM');
   } catch {}
@@ -179,6 +216,7 @@ child.on('exit', (code) => {
 
 try {
   await waitReady(child);
+  for (let i = 0; i < runnerCount; i++) startRunner(i);
   if (seed) banner(await runSeed(secrets.token));
   else console.log(`lora-edge ready: ${url}`);
 } catch (e) {
