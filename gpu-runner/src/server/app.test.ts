@@ -4,7 +4,7 @@ import { loadBackend } from '../backend/index.ts';
 import { bearer, tokenMatches } from './app.ts';
 import { silentLogger } from './log.ts';
 import { type Runner, startRunner } from './runner.ts';
-import { TestGateway, TOKEN, testConfig } from './testing.ts';
+import { removeTempDirs, TestGateway, TOKEN, testConfig } from './testing.ts';
 
 let gw: TestGateway;
 let runner: Runner;
@@ -15,6 +15,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await runner.close();
   await gw.close();
+  removeTempDirs();
 });
 
 const post = (body: string, token = TOKEN) =>

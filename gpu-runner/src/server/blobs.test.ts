@@ -1,12 +1,13 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { filesDigest } from '@lora-edge/shared';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { BlobCache, type BlobSource, dirBlobs, s3Blobs } from './blobs.ts';
 import { RunnerError } from './errors.ts';
+import { removeTempDirs, tempDir } from './testing.ts';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'lora-edge-blobs-'));
+const tmp = () => tempDir('lora-edge-blobs-');
+afterAll(removeTempDirs);
 const bytes = (s: string) => new TextEncoder().encode(s);
 
 function memory(objects: Record<string, string>): BlobSource & { gets: string[] } {

@@ -29,6 +29,8 @@ export interface RunnerConfig {
   /** Resident models (weights bytes) at most; evicted least recently used. */
   modelCacheBytes: number;
   drainMs: number;
+  /** Engine pacing: each decode step takes at least this long (0 = off; load and fault tests). */
+  minStepMs: number;
 }
 
 export class ConfigError extends Error {
@@ -81,6 +83,7 @@ const EnvSchema = z.object({
   LORA_EDGE_MAX_MODEL_BYTES: byteSize.default(16 * GiB),
   LORA_EDGE_MODEL_CACHE_BYTES: byteSize.optional(),
   LORA_EDGE_DRAIN_MS: int(0, 24 * 3600_000).default(30_000),
+  LORA_EDGE_MIN_STEP_MS: int(0, 60_000).default(0),
 });
 
 /** Reads the settings; throws one ConfigError listing every bad variable by name. */
@@ -131,5 +134,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RunnerConfig {
     maxModelBytes: e.LORA_EDGE_MAX_MODEL_BYTES,
     modelCacheBytes: e.LORA_EDGE_MODEL_CACHE_BYTES ?? e.LORA_EDGE_MAX_MODEL_BYTES,
     drainMs: e.LORA_EDGE_DRAIN_MS,
+    minStepMs: e.LORA_EDGE_MIN_STEP_MS,
   };
 }

@@ -1,10 +1,8 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestGateway, TOKEN } from './testing.ts';
+import { removeTempDirs, TestGateway, TOKEN, tempDir } from './testing.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const tsx = join(here, '..', '..', '..', 'node_modules', '.bin', 'tsx');
@@ -13,7 +11,10 @@ let gw: TestGateway;
 beforeAll(async () => {
   gw = await new TestGateway().start();
 });
-afterAll(() => gw.close());
+afterAll(async () => {
+  await gw.close();
+  removeTempDirs();
+});
 
 describe('main.ts as a process', () => {
   it('prints its ready line, registers, and on SIGTERM reports draining and exits 0', async () => {
@@ -25,7 +26,7 @@ describe('main.ts as a process', () => {
         LORA_EDGE_RUNNER_ID: 'r-main',
         LORA_EDGE_RUNNER_HOST: '127.0.0.1',
         LORA_EDGE_RUNNER_PORT: '0',
-        LORA_EDGE_CACHE_DIR: mkdtempSync(join(tmpdir(), 'lora-edge-main-')),
+        LORA_EDGE_CACHE_DIR: tempDir('lora-edge-main-'),
         LORA_EDGE_BACKEND: 'js',
         LORA_EDGE_DRAIN_MS: '1000',
       },

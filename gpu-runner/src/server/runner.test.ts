@@ -6,7 +6,7 @@ import { loadBackend } from '../backend/index.ts';
 import { type BlobSource, gatewayBlobs } from './blobs.ts';
 import { silentLogger } from './log.ts';
 import { type Runner, startRunner } from './runner.ts';
-import { addAdapter, addStories, generateJob, TestGateway, TOKEN, testConfig } from './testing.ts';
+import { addAdapter, addStories, generateJob, removeTempDirs, TestGateway, TOKEN, testConfig } from './testing.ts';
 
 interface Case {
   prompt_ids: number[];
@@ -44,6 +44,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await runner?.close();
   await gw?.close();
+  removeTempDirs();
 });
 
 describe('the runner against a gateway', () => {
@@ -322,6 +323,38 @@ describe('the runner against a gateway', () => {
     } finally {
       await r.close();
     }
+  });
+
+  it('gives a job up (cancels it) when the gateway stays unreachable past the lease', async () => {
+    gw.leaseMs = 400;
+    const r = await startRunner(testConfig(gw.url, { id: 'r-lease' }), { backend, log: silentLogger });
+    try {
+      await r.control.start();
+      gw.leaseMs = 3_000;
+      expect(r.control.leaseMs).toBe(400);
+      const id = jobId();
+      gw.newJob(id, 500, 1, [], 'r-lease');
+      gw.eventsHook = (job) => (job.id === id ? { status: 503 } : undefined);
+      await gw.dispatch(r.url, generateJob(id, model.digest, [1], 500));
+      const live = r.jobs.jobs.find((j) => j.job.id === id)!;
+      expect(await live.ended).toBe('unreachable');
+      expect(live.cancelled).toBe('unreachable');
+      expect(r.models.peek(model.digest)!.load.running).toBe(0);
+      expect(r.jobs.load().active).toBe(0);
+    } finally {
+      gw.leaseMs = 3_000;
+      gw.eventsHook = undefined;
+      await r.close();
+    }
+  });
+
+  it('ends a job the engine refuses with a non-retryable error of its own code', async () => {
+    const id = jobId();
+    gw.newJob(id, 600);
+    await gw.dispatch(runner.url, generateJob(id, model.digest, [1, 2], 600));
+    await gw.until(() => gw.jobs.get(id)!.status === 'failed', 10_000, 'the job to fail');
+    expect(gw.postsOf(id).at(-1)!.ev.error).toMatchObject({ code: 'invalid_argument', retryable: false });
+    expect(gw.jobs.get(id)!.error).toMatchObject({ code: 'invalid_argument' });
   });
 
   it('reports its status and health', async () => {

@@ -52,7 +52,12 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
     cache,
     budgetBytes: config.modelCacheBytes,
     maxModelBytes: config.maxModelBytes,
-    engine: { maxBatch: config.slots, kvBudgetBytes: config.kvBytes, adapterBudgetBytes: config.adapterBytes },
+    engine: {
+      maxBatch: config.slots,
+      kvBudgetBytes: config.kvBytes,
+      adapterBudgetBytes: config.adapterBytes,
+      minStepMs: config.minStepMs,
+    },
   });
   const adapters = new AdapterStore(cache, config.adapterBytes);
   let timing = () => ({ heartbeatMs: 5_000, leaseMs: 30_000 });

@@ -3,7 +3,7 @@
  * events under the shared exactly-once rules of gpu/job.ts, blobs from the fixtures laid out as
  * R2 keys), and a runner config pointed at it.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -177,6 +177,19 @@ export async function addAdapter(gw: TestGateway, fixture: string, tenant = 'acm
   return digest;
 }
 
+const tempDirs: string[] = [];
+
+/** A fresh temp folder, removed by removeTempDirs. */
+export function tempDir(prefix = 'lora-edge-runner-test-'): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(d);
+  return d;
+}
+
+export function removeTempDirs(): void {
+  for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
 export function testConfig(gatewayUrl: string, over: Partial<RunnerConfig> = {}): RunnerConfig {
   return {
     gatewayUrl,
@@ -186,7 +199,7 @@ export function testConfig(gatewayUrl: string, over: Partial<RunnerConfig> = {})
     port: 0,
     advertisedUrl: undefined,
     blobs: { kind: 'gateway' },
-    cacheDir: mkdtempSync(join(tmpdir(), 'lora-edge-runner-test-')),
+    cacheDir: tempDir(),
     backend: 'auto',
     slots: 4,
     kvBytes: 64 * 2 ** 20,
