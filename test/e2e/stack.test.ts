@@ -5,16 +5,13 @@
  * continuations must equal the golden ids with and without each fixture adapter and with the
  * weighted mix, unmerged and, once the merge service has fused the hot mix, merged.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { signWebhook } from '@lora-edge/shared';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LocalStack, root, startStack } from './local-stack.ts';
 
-const root = join(import.meta.dirname, '..', '..');
 const fixture = (...p: string[]) => JSON.parse(readFileSync(join(root, 'fixtures', ...p), 'utf8'));
 const stories = fixture('models', 'stories260k', 'reference.json') as { cases: { prompt_ids: number[]; greedy_ids: number[] }[] };
 const mix = fixture('adapters', 'mixes', 'reference.json') as {
@@ -38,65 +35,17 @@ interface ServedBy {
 }
 type WithIds = { token_ids?: number[]; prompt_token_ids?: number[] };
 
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => ok(port));
-    });
-  });
-}
-
-let stack: ChildProcess;
-let state: string;
-let log = '';
+let stack: LocalStack;
 let client: OpenAI;
-let bootMs = 0;
 
 beforeAll(async () => {
-  const t0 = Date.now();
-  state = mkdtempSync(join(tmpdir(), 'lora-edge-e2e-'));
-  const port = await freePort();
-  // Its own process group: the stack (wrangler, workerd) is stopped as a whole at the end.
-  stack = spawn(process.execPath, [join(root, 'scripts', 'start.mjs'), '--port', String(port), '--persist-to', state], {
-    cwd: root,
-    env: { ...process.env, CI: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  await new Promise<void>((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`the stack was not ready within 50 s:\n${log.slice(-4000)}`)), 50_000);
-    const onData = (c: Buffer) => {
-      log += c;
-      if (log.includes('lora-edge ready:')) {
-        clearTimeout(timer);
-        ok();
-      }
-    };
-    stack.stdout?.on('data', onData);
-    stack.stderr?.on('data', (c: Buffer) => (log += c));
-    stack.on('exit', (code) => {
-      clearTimeout(timer);
-      fail(new Error(`the stack exited (${code}) before it was ready:\n${log.slice(-4000)}`));
-    });
-  });
-  const demo = JSON.parse(readFileSync(join(state, 'lora-edge-demo.json'), 'utf8')) as { api_key: string };
-  client = new OpenAI({ apiKey: demo.api_key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0, timeout: 30_000 });
-  bootMs = Date.now() - t0;
-}, 60_000);
+  stack = await startStack();
+  client = new OpenAI({ apiKey: stack.apiKey, baseURL: `${stack.url}/v1`, maxRetries: 0, timeout: 30_000 });
+}, 120_000);
 
 afterAll(async () => {
-  if (stack?.pid && stack.exitCode === null) {
-    const exited = new Promise((r) => stack.once('exit', r));
-    process.kill(-stack.pid, 'SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 8000))]);
-    try {
-      process.kill(-stack.pid, 'SIGKILL');
-    } catch {}
-  }
-  if (state) rmSync(state, { recursive: true, force: true });
+  const bootMs = stack?.bootMs;
+  await stack?.stop();
   console.log(`e2e: stack ready in ${bootMs} ms`);
 });
 
@@ -195,7 +144,7 @@ describe('the local stack, through the openai client', () => {
   });
 
   it('a signed webhook caches a merged artifact that the next request for that mix uses; a bad signature makes no job', async () => {
-    const secret = /^GENERIC_WEBHOOK_SECRET=(.*)$/m.exec(readFileSync(join(state, 'lora-edge.env'), 'utf8'))?.[1] as string;
+    const secret = /^GENERIC_WEBHOOK_SECRET=(.*)$/m.exec(readFileSync(join(stack.state, 'lora-edge.env'), 'utf8'))?.[1] as string;
     const base = client.baseURL.replace(/\/v1$/, '');
     const adapters = [
       { id: 'tiny-qv-r4', weight: 0.7 },

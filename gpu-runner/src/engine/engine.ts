@@ -60,6 +60,11 @@ export interface EngineOptions {
    * bf16 halves the bytes a mixed-adapter decode step reads, at bf16 rounding of the factors.
    */
   loraFactorDtype?: 'f32' | 'bf16';
+  /**
+   * Paces the loop: a step takes at least this long (0 = off). For load and fault tests on tiny
+   * models, and for sharing a host fairly; never on by default.
+   */
+  minStepMs?: number;
 }
 
 interface MergedEntry {
@@ -131,6 +136,7 @@ export class Engine {
   private readonly maxBatch: number;
   private readonly kvBudget: number;
   private readonly loraFactorDtype: 'f32' | 'bf16';
+  private readonly minStepMs: number;
   steps = 0;
 
   constructor(
@@ -140,6 +146,7 @@ export class Engine {
     opts: EngineOptions = {},
   ) {
     this.maxBatch = opts.maxBatch ?? 64;
+    this.minStepMs = opts.minStepMs ?? 0;
     this.kvBudget = opts.kvBudgetBytes ?? 2 ** 30;
     this.loraFactorDtype = opts.loraFactorDtype ?? 'f32';
     this.stacks = new LruCache(opts.adapterBudgetBytes ?? 512 * 2 ** 20);
@@ -225,13 +232,15 @@ export class Engine {
     while (this.waiting.length || this.running.length) {
       this.admit();
       if (this.running.length === 0) return;
+      const t0 = performance.now();
       try {
         this.step();
       } catch (e) {
         for (const s of [...this.running]) this.fail(s, e);
       }
-      // Let new requests and readers in between steps.
-      await new Promise((r) => setImmediate(r));
+      // Let new requests and readers in between steps (and wait out the pacing, if any).
+      const rest = this.minStepMs - (performance.now() - t0);
+      await new Promise((r) => (rest > 0 ? setTimeout(r, rest) : setImmediate(r)));
     }
   }
 
