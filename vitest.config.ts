@@ -6,7 +6,13 @@ export default defineConfig({
       {
         test: {
           name: 'node',
-          include: ['shared/src/**/*.test.ts', 'cli/src/**/*.test.ts', 'gpu-runner/src/**/*.test.ts', 'test/**/*.test.ts'],
+          include: [
+            'shared/src/**/*.test.ts',
+            'cli/src/**/*.test.ts',
+            'gpu-runner/src/**/*.test.ts',
+            'test/**/*.test.ts',
+            'infra/**/*.test.ts',
+          ],
           testTimeout: 60_000,
         },
       },

@@ -207,6 +207,7 @@ export function testConfig(gatewayUrl: string, over: Partial<RunnerConfig> = {})
     maxModelBytes: 16 * 2 ** 20,
     modelCacheBytes: 64 * 2 ** 20,
     drainMs: 30_000,
+    minStepMs: 0,
     ...over,
   };
 }

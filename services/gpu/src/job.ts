@@ -123,8 +123,10 @@ export class GpuJob extends DurableObject<Env> {
     const j = this.load();
     if (!j) return { next: 0, current: false };
     const now = Date.now();
+    const wasQueued = gpu.currentAttempt(j.record).state === 'queued';
     const out = gpu.applyEvents(j.record, ev, now);
     this.save(j);
+    if (wasQueued && gpu.currentAttempt(j.record).state !== 'queued') await poolStub(this.env).assign(j.record.id, ev.runner);
     if (out.appended.length) this.broadcast(sse({ index: out.from, ids: out.appended }));
     if (out.retry) await this.retry({ code: out.retry.code, message: out.retry.message });
     else if (out.ended) await this.ended(j);

@@ -38,6 +38,14 @@ describe('job log: exactly-once tokens over at-least-once attempts', () => {
     expect(again).toMatchObject({ appended: [], current: true });
   });
 
+  it('lets a first post that overtakes the acceptance start the attempt, for its runner only', () => {
+    const job = newJob('job-00000005', 'generate', 4, 3, 0);
+    expect(applyEvents(job, ev(1, 'r1', 0, [7]), 1)).toMatchObject({ appended: [7], current: true });
+    expect(currentAttempt(job)).toMatchObject({ state: 'running', runner: 'r1' });
+    expect(markRunning(job, 1, 'r1', 2)).toBe(false); // the late acceptance changes nothing
+    expect(applyEvents(job, ev(1, 'r2', 1, [8]), 3).current).toBe(false);
+  });
+
   it('exhausts after max attempts; a non-retryable error fails at once', () => {
     const a = newJob('job-00000003', 'generate', 4, 2, 0);
     expect(retryJob(a, { code: 'x', message: 'x' }, 1)).toBe('retry');

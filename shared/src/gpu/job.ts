@@ -89,6 +89,8 @@ export function markRunning(job: JobRecord, attempt: number, runner: string, now
 /** Applies a runner's events under the fencing and dedup rules. */
 export function applyEvents(job: JobRecord, ev: JobEvents, now: number): EventsOutcome {
   const a = currentAttempt(job);
+  // A runner's first post can overtake the consumer's note that it accepted: it starts the attempt.
+  if (a.n === ev.attempt && a.state === 'queued') markRunning(job, ev.attempt, ev.runner, now);
   const none = (current: boolean): EventsOutcome => ({ appended: [], from: job.ids.length, current, ended: false });
   if (a.n !== ev.attempt || a.runner !== ev.runner || a.state !== 'running' || isFinal(job.status)) {
     // A repeat of the final post that already ended this attempt is answered as current (idempotent).
