@@ -28,7 +28,8 @@ export type ErrorCode =
   | 'nf4_invalid'
   | 'merge_invalid'
   | 'registry_invalid'
-  | 'storage_invalid';
+  | 'storage_invalid'
+  | 'input_missing';
 
 export interface ErrorPlace {
   file?: string;

@@ -1,3 +1,4 @@
+export * from './builder/index.ts';
 export * from './errors.ts';
 export * as gpu from './gpu/index.ts';
 export * from './json.ts';

@@ -44,6 +44,7 @@ const UNPROCESSABLE: readonly ErrorCode[] = [
   'adapter_weight_invalid',
   'config_unsupported',
   'merge_invalid',
+  'input_missing',
 ];
 /** Our own stored data is wrong: not the caller's fault. */
 const INTERNAL: readonly ErrorCode[] = ['registry_invalid', 'storage_invalid'];

@@ -5,9 +5,9 @@
  * consumer (this same handler) marks the job failed.
  */
 import { ApiError, toApiError } from '../http/errors.ts';
-import type { Report } from './merge-adapter.ts';
+import type { Report } from '../lib.ts';
+import { buildArtifact } from '../lib.ts';
 import { runImport } from './run-import.ts';
-import { runMerge } from './run-merge.ts';
 import { jobStub } from './submit.ts';
 import { JOB_ID_RE, type JobMessage } from './types.ts';
 
@@ -51,7 +51,9 @@ export async function handleQueue(batch: MessageBatch<JobMessage>, env: Env): Pr
     });
     try {
       const result =
-        claim.payload.kind === 'merge' ? await runMerge(env, claim.payload, report) : await runImport(env, claim.payload, report);
+        claim.payload.kind === 'merge'
+          ? await buildArtifact(env.BLOBS, claim.payload, report)
+          : await runImport(env, claim.payload, report);
       await stub.complete(claim.token, result);
       msg.ack();
     } catch (e) {

@@ -4,7 +4,7 @@ import { registerAdapter } from '../adapters/ingest.ts';
 import { registry } from '../http/auth.ts';
 import { toApiError } from '../http/errors.ts';
 import { limits } from '../http/limits.ts';
-import type { Report } from './merge-adapter.ts';
+import type { Report } from '../lib.ts';
 import { assertEdgeSized, planMerge, submitJob } from './submit.ts';
 import type { ImportPayload, JobResult, Json } from './types.ts';
 

@@ -1,7 +1,7 @@
 /** Jobs: what the queue carries, what the job Durable Object keeps, what GET /v1/jobs/:id shows. */
-import { MERGE_METHODS, type MergeMethod } from '@lora-edge/shared';
+import { MERGE_METHODS } from '@lora-edge/shared';
 import { z } from 'zod';
-import { type AdapterSource, MERGE_OUTPUTS, ModelIdSchema, type Recipe, RecipeOptionsSchema, type Visibility } from '../lib.ts';
+import { type AdapterSource, MERGE_OUTPUTS, ModelIdSchema, RecipeOptionsSchema, type Visibility } from '../lib.ts';
 
 export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed'] as const;
 export type JobState = (typeof JOB_STATES)[number];
@@ -20,25 +20,10 @@ export const MergeRequestSchema = z.strictObject({
 });
 export type MergeRequest = z.infer<typeof MergeRequestSchema>;
 
-export interface MergeInputRef {
-  id: string;
-  tenant: string;
-  name: string;
-  digest: string;
-  weight: number;
-  peft_type: 'LORA' | 'VERA' | 'ADALORA';
-  use_dora: boolean;
-}
+// The merge payload is shared with the GPU runner, which builds the artifacts too big for a Worker.
+import type { JobResult, Json, MergePayload } from '../lib.ts';
 
-export interface MergePayload {
-  kind: 'merge';
-  recipe_key: string;
-  /** Canonical: `adapters` below is in the same (sorted) order. */
-  recipe: Recipe;
-  base: { id: string; digest: string };
-  adapters: MergeInputRef[];
-  method: MergeMethod;
-}
+export type { JobResult, Json, MergeInputRef, MergePayload } from '../lib.ts';
 
 export interface ImportPayload {
   kind: 'import';
@@ -55,11 +40,6 @@ export interface ImportPayload {
 }
 
 export type JobPayload = MergePayload | ImportPayload;
-
-/** JSON values: what job records hold (they cross the Durable Object RPC boundary). */
-export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
-
-export type JobResult = { [key: string]: Json };
 
 export interface JobError {
   code: string;

@@ -3,22 +3,12 @@
  * dtypes, untouched tensors copied bit for bit) and `fuse --nf4` (linear weights fused in full
  * precision, then quantized once to bitsandbytes NF4).
  */
-import {
-  bnbQuantizationConfig,
-  type DeltaTerm,
-  fromFloat32,
-  fuseModule,
-  isQuantizedLinear,
-  LoraEdgeError,
-  type NamedTensor,
-  quantizeNf4,
-  readSafetensors,
-  serializeSafetensors,
-  type Tensor,
-  toBnbTensors,
-  toFloat32,
-} from '@lora-edge/shared';
-import { type ArtifactInput, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE } from '../lib.ts';
+import { LoraEdgeError } from '../errors.ts';
+import { type DeltaTerm, fuseModule } from '../lora/index.ts';
+import { bnbQuantizationConfig, isQuantizedLinear, quantizeNf4, toBnbTensors } from '../nf4/index.ts';
+import { type NamedTensor, readSafetensors, serializeSafetensors } from '../safetensors/index.ts';
+import { type ArtifactInput, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE } from '../storage/index.ts';
+import { fromFloat32, type Tensor, toFloat32 } from '../tensor/index.ts';
 import type { Report } from './merge-adapter.ts';
 
 export interface Nf4Settings {

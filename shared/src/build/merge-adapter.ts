@@ -3,21 +3,12 @@
  * module the adapters have in common, `r = lora_alpha =` the new rank (others as rank/alpha
  * patterns), PEFT's tensor keys, the recipe in the safetensors metadata.
  */
-import {
-  FACTOR_METHODS,
-  fromFloat32,
-  type LoraAdapter,
-  LoraEdgeError,
-  type MergeAdapter,
-  type MergeMethod,
-  type MergeResult,
-  mergeAdapters,
-  type NamedTensor,
-  seededRandomSource,
-  serializeSafetensors,
-  toFloat32,
-} from '@lora-edge/shared';
-import type { RecipeOptions } from '../lib.ts';
+import { LoraEdgeError } from '../errors.ts';
+import { FACTOR_METHODS, type MergeAdapter, mergeAdapters, type MergeMethod, type MergeResult, seededRandomSource } from '../merge/index.ts';
+import { type LoraAdapter } from '../peft/index.ts';
+import { type NamedTensor, serializeSafetensors } from '../safetensors/index.ts';
+import { fromFloat32, toFloat32 } from '../tensor/index.ts';
+import type { RecipeOptions } from '../registry/index.ts';
 
 export interface MergeInput {
   id: string;

@@ -1,33 +1,22 @@
-/** A merge job: load the inputs by digest, compute, write the artifact (manifest last). */
-import {
-  ADAPTER_CONFIG_FILE,
-  ADAPTER_WEIGHTS_FILE,
-  type DeltaTerm,
-  fitAdapterToModel,
-  loadLoraAdapter,
-  mixTerms,
-  parseModelConfig,
-} from '@lora-edge/shared';
-import { ApiError } from '../http/errors.ts';
-import {
-  type ArtifactInput,
-  adapterKey,
-  fusesExactSum,
-  MODEL_CONFIG_FILE,
-  MODEL_WEIGHTS_FILE,
-  modelKey,
-  type ObjectStore,
-  readArtifactManifest,
-  writeArtifact,
-} from '../lib.ts';
+/**
+ * Builds a merge job's artifact: load the inputs by digest from an object store, compute, write
+ * the artifact (manifest last, so a crash leaves nothing visible). The same code runs in the merge
+ * Worker (R2 binding) and on a GPU runner (R2 through the gateway) for jobs beyond a Worker.
+ */
+import { type DeltaTerm, mixTerms } from '../lora/index.ts';
+import { parseModelConfig } from '../model/index.ts';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, fitAdapterToModel, loadLoraAdapter } from '../peft/index.ts';
+import { fusesExactSum } from '../registry/index.ts';
+import { adapterKey, type ArtifactInput, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, modelKey, type ObjectStore, readArtifactManifest, writeArtifact } from '../storage/index.ts';
+import { LoraEdgeError } from '../errors.ts';
 import { fusedModelFiles } from './fuse-model.ts';
 import { type MergeInput, mergedAdapterFiles, mergeModules, type Report } from './merge-adapter.ts';
-import type { JobResult, MergePayload } from './types.ts';
+import type { JobResult, MergePayload } from './payload.ts';
 
 async function getBytes(store: ObjectStore, key: string): Promise<Uint8Array> {
   const o = await store.get(key);
   // Inputs are immutable and referenced by digest: a missing one will not come back by retrying.
-  if (!o) throw new ApiError(422, 'input_missing', `${key} is missing from storage`, { key });
+  if (!o) throw new LoraEdgeError('input_missing', `${key} is missing from storage`, { file: key });
   return new Uint8Array(await o.arrayBuffer());
 }
 
@@ -36,8 +25,7 @@ export function span(report: Report, from: number, to: number): Report {
   return (f, stage) => report(from + (to - from) * f, stage);
 }
 
-export async function runMerge(env: Env, p: MergePayload, report: Report): Promise<JobResult> {
-  const store = env.BLOBS;
+export async function buildArtifact(store: ObjectStore, p: MergePayload, report: Report): Promise<JobResult> {
   const key = p.recipe_key;
   const done = await readArtifactManifest(store, key);
   if (done) return { artifact: key, files: done.files.map((f) => f.name), reused: true };
