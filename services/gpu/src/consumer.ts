@@ -69,7 +69,7 @@ async function dispatch(env: Env, msg: Message<unknown>, m: gpu.QueueMessage): P
       return;
     }
   }
-  const largest = await pool.largestModel('generate');
+  const largest = await pool.largestModel(info.need.kind);
   if (largest.live > 0 && (tooLarge === largest.live || info.need.modelBytes > largest.bytes)) {
     await job.fail({
       code: 'model_too_large',

@@ -12,9 +12,11 @@ import { gpu } from '@lora-edge/shared';
 import { poolStub } from './pool.ts';
 import { settings } from './settings.ts';
 
+export type Work = { kind: 'generate'; spec: gpu.GenerationSpec } | { kind: 'merge'; spec: gpu.MergeSpec };
+
 export interface StoredJob {
   record: gpu.JobRecord;
-  spec: gpu.GenerationSpec;
+  work: Work;
   tenant: string;
 }
 
@@ -59,11 +61,12 @@ export class GpuJob extends DurableObject<Env> {
   }
 
   /** Creates the job (idempotent: a second call with the same id changes nothing). */
-  async create(id: string, spec: gpu.GenerationSpec, tenant: string): Promise<void> {
+  async create(id: string, work: Work, tenant: string): Promise<void> {
     if (this.load()) return;
     const s = settings(this.env);
     const now = Date.now();
-    this.save({ record: gpu.newJob(id, 'generate', spec.max_tokens, s.maxAttempts, now), spec, tenant });
+    const maxTokens = work.kind === 'generate' ? work.spec.max_tokens : 0;
+    this.save({ record: gpu.newJob(id, work.kind, maxTokens, s.maxAttempts, now), work, tenant });
     await this.ctx.storage.setAlarm(now + s.leaseMs);
   }
 
@@ -98,11 +101,20 @@ export class GpuJob extends DurableObject<Env> {
     if (gpu.isFinal(r.status)) return { ok: false, skip: 'final' };
     const a = gpu.currentAttempt(r);
     if (a.n !== attempt || a.state !== 'queued') return { ok: false, skip: 'stale' };
+    const w = j.work;
+    const queuedMs = Date.now() - a.queued_at;
+    if (w.kind === 'merge')
+      return {
+        ok: true,
+        job: { kind: 'merge', id: r.id, attempt, spec: w.spec },
+        need: { kind: 'merge', modelBytes: w.spec.bytes ?? 0, avoid: r.avoid },
+        queuedMs,
+      };
     return {
       ok: true,
-      job: { kind: 'generate', id: r.id, attempt, spec: j.spec, resume_ids: r.ids.slice() },
-      need: { kind: 'generate', modelBytes: j.spec.model.bytes ?? 0, avoid: r.avoid },
-      queuedMs: Date.now() - a.queued_at,
+      job: { kind: 'generate', id: r.id, attempt, spec: w.spec, resume_ids: r.ids.slice() },
+      need: { kind: 'generate', modelBytes: w.spec.model.bytes ?? 0, avoid: r.avoid },
+      queuedMs,
     };
   }
 
@@ -240,17 +252,20 @@ export class GpuJob extends DurableObject<Env> {
 
   private endEvent(j: StoredJob): Uint8Array {
     const r = j.record;
-    if (r.status === 'done') {
-      const prompt = j.spec.prompt_ids.length;
+    if (r.status === 'done' && j.work.kind === 'merge')
+      return sse({ done: true, artifact: r.finish?.artifact ?? null, job: r.id, attempts: r.attempts.length });
+    if (r.status === 'done' && j.work.kind === 'generate') {
+      const spec = j.work.spec;
+      const prompt = spec.prompt_ids.length;
       return sse({
         done: true,
         ids: r.ids,
         finish_reason: r.finish?.finish_reason ?? 'length',
         usage: { prompt_tokens: prompt, completion_tokens: r.ids.length, total_tokens: prompt + r.ids.length },
         served: {
-          model: j.spec.model.digest,
-          mode: j.spec.mode,
-          adapters: j.spec.adapters.map((a) => `${a.tenant}/${a.name}`),
+          model: spec.model.digest,
+          mode: spec.mode,
+          adapters: spec.adapters.map((a) => `${a.tenant}/${a.name}`),
           context: 0,
         },
         timing: r.finish?.timing ?? { load_ms: 0, prefill_ms: 0, decode_ms_per_token: 0 },

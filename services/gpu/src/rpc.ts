@@ -11,7 +11,7 @@
 
 import { WorkerEntrypoint } from 'cloudflare:workers';
 import { gpu } from '@lora-edge/shared';
-import { type JobView, jobStub } from './job.ts';
+import { type JobView, jobStub, type Work } from './job.ts';
 import { poolStub } from './pool.ts';
 
 export type SubmitRefusal = {
@@ -22,14 +22,28 @@ export type SubmitRefusal = {
 };
 export type SubmitResult = { ok: true; job: string; body: ReadableStream<Uint8Array> } | SubmitRefusal;
 
+function invalid(e: { issues: { path: PropertyKey[]; message: string }[] }): SubmitRefusal {
+  const i = e.issues[0];
+  return { ok: false, status: 400, error: { code: 'invalid_argument', message: `${i?.path.join('.')}: ${i?.message}` } };
+}
+
 export class GpuRpc extends WorkerEntrypoint<Env> {
+  /** A generation: tokens stream back as they come. */
   async submit(spec: gpu.GenerationSpec, tenant: string): Promise<SubmitResult> {
     const parsed = gpu.GenerationSpecSchema.safeParse(spec);
-    if (!parsed.success) {
-      const i = parsed.error.issues[0];
-      return { ok: false, status: 400, error: { code: 'invalid_argument', message: `${i?.path.join('.')}: ${i?.message}` } };
-    }
-    const id = `gen-${crypto.randomUUID()}`;
+    if (!parsed.success) return invalid(parsed.error);
+    return this.start('gen', { kind: 'generate', spec: parsed.data }, tenant);
+  }
+
+  /** A merge / fuse / NF4 build too heavy for a Worker: the stream ends with `{done, artifact}` or an error. */
+  async submitMerge(spec: gpu.MergeSpec, tenant: string): Promise<SubmitResult> {
+    const parsed = gpu.MergeSpecSchema.safeParse(spec);
+    if (!parsed.success) return invalid(parsed.error);
+    return this.start('mrg', { kind: 'merge', spec: parsed.data }, tenant);
+  }
+
+  private async start(prefix: string, work: Work, tenant: string): Promise<SubmitResult> {
+    const id = `${prefix}-${crypto.randomUUID()}`;
     const pool = poolStub(this.env);
     const verdict = await pool.admit(id);
     if (!verdict.ok)
@@ -40,7 +54,7 @@ export class GpuRpc extends WorkerEntrypoint<Env> {
         retry_after_s: verdict.retry_after_s,
       };
     const job = jobStub(this.env, id);
-    await job.create(id, parsed.data, tenant);
+    await job.create(id, work, tenant);
     // Listen before enqueueing, so not even a fast runner's first tokens can be missed.
     const body = await job.stream(0);
     try {

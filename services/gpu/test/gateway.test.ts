@@ -25,14 +25,14 @@ const call = (path: string, body?: unknown, headers: Record<string, string> = au
   });
 
 const load = { active: 0, queued: 0, kv_free_bytes: 1e9, kv_total_bytes: 1e9, adapter_free_bytes: 1e9, draining: false };
-function registration(id: string, host: string, slots = 2, maxModel = 1e9) {
-  return { id, url: `http://${host}`, slots, max_model_bytes: maxModel, backend: 'test', version: '0', kinds: ['generate'], load };
+function registration(id: string, host: string, slots = 2, maxModel = 1e9, kinds = ['generate']) {
+  return { id, url: `http://${host}`, slots, max_model_bytes: maxModel, backend: 'test', version: '0', kinds, load };
 }
 
 /** A runner that registers and keeps heartbeating (as the real one does) until stopped. */
-function keepAlive(id: string, host: string, slots = 2, maxModel = 1e9): { stop(): void; ready: Promise<unknown> } {
+function keepAlive(id: string, host: string, slots = 2, maxModel = 1e9, kinds = ['generate']): { stop(): void; ready: Promise<unknown> } {
   let on = true;
-  const ready = call('/runners/register', registration(id, host, slots, maxModel));
+  const ready = call('/runners/register', registration(id, host, slots, maxModel, kinds));
   void (async () => {
     await ready;
     while (on) {
@@ -237,6 +237,30 @@ describe('jobs through runners', () => {
     expect(await readAll(bad.body)).toEqual([{ event: 'error', data: expect.objectContaining({ code: 'job_invalid' }) }]);
     small.stop();
     bad1.stop();
+  });
+
+  it('runs merge builds on runners that take them; the stream ends with the artifact', async () => {
+    await lapse();
+    const gen = keepAlive('gen-only', 'ok.runner.test', 2, 1e9, ['generate']);
+    const mrg = keepAlive('merger', 'ok.runner.test', 1, 1e9, ['generate', 'merge']);
+    await Promise.all([gen.ready, mrg.ready]);
+    const recipe = 'c'.repeat(64);
+    const r = (await rpc.submitMerge({ merge_job: recipe, recipe, params: { kind: 'merge' }, bytes: 100 }, 'tenant-a')) as SubmitResult;
+    if (!r.ok) throw new Error(JSON.stringify(r));
+    expect(r.job).toMatch(/^mrg-/);
+    const a = await running(r.job, 1);
+    expect(a.runner).toBe('merger');
+    const artifact = { artifact: recipe, files: ['adapter_config.json', 'adapter_model.safetensors'] };
+    await call(`/runners/jobs/${r.job}/events`, {
+      runner: 'merger',
+      attempt: 1,
+      from: 0,
+      ids: [],
+      done: { finish_reason: 'stop', prompt_tokens: 0, artifact },
+    });
+    expect(await readAll(r.body)).toEqual([{ data: expect.objectContaining({ done: true, artifact, attempts: 1 }) }]);
+    gen.stop();
+    mrg.stop();
   });
 
   it('sends a malformed queue message to the dead-letter queue with its reason, once', async () => {

@@ -107,8 +107,10 @@ export const MergeSpecSchema = z.object({
   /** The merge service's job id (its JobObject), and the recipe the artifact is stored under. */
   merge_job: z.string().min(1).max(128),
   recipe: digest,
-  /** The merge service's job parameters, opaque to the gateway. */
+  /** The merge service's job parameters (its MergePayload), opaque to the gateway. */
   params: z.record(z.string(), z.unknown()),
+  /** Weights bytes the job holds at once (the runner must be able to hold them). */
+  bytes: bytes.optional(),
 });
 export type MergeSpec = z.infer<typeof MergeSpecSchema>;
 
