@@ -229,6 +229,13 @@ export class JobTable {
         `the model has ${job.spec.model.bytes} bytes; this runner holds ${this.o.maxModelBytes} at most`,
         true,
       );
+    if (job.kind === 'merge' && (job.spec.bytes ?? 0) > this.o.maxModelBytes)
+      return refuse(
+        422,
+        'model_too_large',
+        `the build holds ${job.spec.bytes} bytes; this runner holds ${this.o.maxModelBytes} at most`,
+        true,
+      );
     let waiting = 0;
     for (const j of this.live.values()) if (j.state !== 'ending' && j.state !== 'ended') waiting++;
     if (waiting >= this.o.slots + this.o.queueLimit)
@@ -357,5 +364,5 @@ export const generateHandler: JobHandler = async (job, ctx) => {
 
 export const DEFAULT_HANDLERS: Partial<Record<JobKind, JobHandler>> = {
   generate: generateHandler,
-  // merge: a seam for the merge/fuse/NF4 jobs; refused with kind_unsupported until a handler lands.
+  // merge: added by startRunner (merge.ts), which knows the blob settings a build writes through.
 };

@@ -15,6 +15,7 @@ import { Control } from './control.ts';
 import { GatewayClient } from './gateway.ts';
 import { DEFAULT_HANDLERS, type JobHandler, type JobKind, JobTable } from './jobs.ts';
 import { jsonLogger, type Logger } from './log.ts';
+import { mergeHandler } from './merge.ts';
 import { AdapterStore, ModelStore } from './models.ts';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -61,7 +62,8 @@ export async function startRunner(config: RunnerConfig, deps: RunnerDeps = {}): 
   });
   const adapters = new AdapterStore(cache, config.adapterBytes);
   let timing = () => ({ heartbeatMs: 5_000, leaseMs: 30_000 });
-  const handlers = { ...DEFAULT_HANDLERS, ...deps.handlers };
+  const merge = mergeHandler({ blobs: config.blobs, gatewayUrl: config.gatewayUrl, token: config.token });
+  const handlers = { ...DEFAULT_HANDLERS, merge, ...deps.handlers };
   const jobs = new JobTable({
     runner: config.id,
     gateway,

@@ -30,6 +30,7 @@ export type EventsHook = (
 export class TestGateway {
   readonly blobs = new Map<string, Uint8Array>();
   readonly blobGets: string[] = [];
+  readonly blobPuts: string[] = [];
   readonly registrations: gpu.RunnerRegistration[] = [];
   readonly heartbeats: gpu.RunnerLoad[] = [];
   readonly jobs = new Map<string, gpu.JobRecord>();
@@ -119,6 +120,14 @@ export class TestGateway {
     }
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
+    // Artifact writes of merge builds, as the gateway allows them (artifacts/<recipe>/<file> only).
+    if (req.method === 'PUT' && path.startsWith('/runners/blobs/')) {
+      const key = path.slice('/runners/blobs/'.length);
+      if (!/^artifacts\/[0-9a-f]{64}\/[A-Za-z0-9._-]+$/.test(key)) return send(400, { error: 'runners write only artifacts' });
+      this.blobs.set(key, new Uint8Array(Buffer.concat(chunks)));
+      this.blobPuts.push(key);
+      return send(201, { key });
+    }
     const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null') as unknown;
     if (req.method === 'POST' && path === '/runners/register') {
       if (this.refuseRegistrations) return send(503, { error: 'starting' });
