@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { cloudflareTest } from '@cloudflare/vitest-pool-workers';
 import { defineConfig } from 'vitest/config';
+import { gpuGatewayWorker } from '../../test/workers.ts';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const fixtures = here('../../fixtures/adapters/');
@@ -55,6 +56,8 @@ export default defineConfig({
           MAX_ADAPTER_BYTES: '1000000',
         },
         outboundService: fakeHub,
+        // The GPU gateway for builds beyond a Worker (no runner here: those jobs wait, then fail).
+        workers: [gpuGatewayWorker(here('./.wrangler/test-gpu'))],
       },
     }),
   ],

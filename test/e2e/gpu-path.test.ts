@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readSafetensors, toFloat32 } from '@lora-edge/shared';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalStack, type Runner, root, startStack } from './local-stack.ts';
@@ -129,6 +130,45 @@ describe('GPU path', () => {
     // A fresh runner takes the dead one's place for what follows.
     runners.delete(killed as string);
     runners.set('e2e-runner-c', await stack.startRunner('e2e-runner-c', RUNNER_ENV));
+  }, 60_000);
+
+  it('builds a merge on a runner through the same queue; the artifact appears whole (PEFT merged weights)', async () => {
+    const key = { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' };
+    const res = await fetch(`${stack.url}/v1/merges`, {
+      method: 'POST',
+      headers: key,
+      body: JSON.stringify({ base: 'stories260k', adapters: [{ id: 'tiny-qv-r4', weight: 1 }], output: 'fused', placement: 'gpu' }),
+    });
+    expect(res.status).toBe(202);
+    const { job, recipe } = (await res.json()) as { job: { id: string }; recipe: string };
+    let state = '';
+    let result: Record<string, unknown> = {};
+    for (let i = 0; i < 300 && state !== 'succeeded'; i++) {
+      const j = (await (await fetch(`${stack.url}/v1/jobs/${job.id}`, { headers: key })).json()) as {
+        job: { state: string; result?: Record<string, unknown>; error?: unknown };
+      };
+      state = j.job.state;
+      result = j.job.result ?? {};
+      expect(state, JSON.stringify(j.job.error)).not.toBe('failed');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(state).toBe('succeeded');
+    expect(String(result.gpu_job)).toMatch(/^mrg-/);
+    const weights = await fetch(`${stack.url}/v1/artifacts/${recipe}/model.safetensors`, { headers: key });
+    expect(weights.status).toBe(200);
+    const fused = readSafetensors(new Uint8Array(await weights.arrayBuffer()));
+    const ref = fixture('adapters', 'tiny-qv-r4', 'reference.json') as { merged_modules: Record<string, { merged_weight: number[][] }> };
+    for (const [module, m] of Object.entries(ref.merged_modules)) {
+      const got = toFloat32(fused.tensor(`${module}.weight`));
+      const want = m.merged_weight.flat();
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < want.length; i++) {
+        num += ((got[i] as number) - (want[i] as number)) ** 2;
+        den += (want[i] as number) ** 2;
+      }
+      expect(Math.sqrt(num / den)).toBeLessThan(1e-6);
+    }
   }, 60_000);
 
   it('answers a flood beyond capacity with 429 + Retry-After, and loses or duplicates no job', async () => {

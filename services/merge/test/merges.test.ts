@@ -236,17 +236,19 @@ describe('merge jobs', () => {
     expect(out.has('model.layers.0.self_attn.q_proj.weight.nested_absmax')).toBe(true);
   });
 
-  it('refuses jobs too big for a Worker: they go to the GPU runner', async () => {
+  it('sends jobs too big for a Worker to the GPU runners; refuses them when kept on the edge', async () => {
     const t = await newTenant();
     await registerStories('stories-big');
     // The same files, recorded as a 100 MB base: the estimate is what matters.
     const rec = JSON.parse((await env.REGISTRY.get('model/stories-big')) as string);
     await env.REGISTRY.put('model/stories-big', JSON.stringify({ ...rec, size: 100 * 1024 * 1024 }));
     await uploadOk(t.key, 'qv', 'tiny-qv-r4', { base: 'stories-big' });
-    const e = await errorOf(
-      await call('/v1/merges', jsonInit('POST', { base: 'stories-big', adapters: [{ id: 'qv' }], output: 'fused' }, t.key)),
-    );
+    const body = { base: 'stories-big', adapters: [{ id: 'qv' }], output: 'fused' };
+    const e = await errorOf(await call('/v1/merges', jsonInit('POST', { ...body, placement: 'edge' }, t.key)));
     expect(e).toMatchObject({ status: 422, code: 'runner_required' });
+    // auto: queued for a GPU runner (none runs in this test; the build itself is tested end to end).
+    const queued = await call('/v1/merges', jsonInit('POST', body, t.key));
+    expect(queued.status).toBe(202);
     // Adapter-only merges stay small.
     expect((await call('/v1/merges', jsonInit('POST', { base: 'stories-big', adapters: [{ id: 'qv' }] }, t.key))).status).toBe(202);
   });

@@ -26,6 +26,8 @@ export const MergePayloadSchema = z.object({
   base: z.object({ id: ModelIdSchema, digest: DigestSchema }),
   adapters: z.array(MergeInputRefSchema).min(1).max(16),
   method: z.enum(MERGE_METHODS),
+  /** Set when the build runs on a GPU runner (too big for a Worker, or asked for): its weights bytes. */
+  gpu: z.object({ estimate_bytes: z.number().nonnegative() }).optional(),
 });
 export type MergePayload = z.infer<typeof MergePayloadSchema>;
 

@@ -7,6 +7,7 @@
 import { ApiError, toApiError } from '../http/errors.ts';
 import type { Report } from '../lib.ts';
 import { buildArtifact } from '../lib.ts';
+import { buildOnRunner } from './on-runner.ts';
 import { runImport } from './run-import.ts';
 import { jobStub } from './submit.ts';
 import { JOB_ID_RE, type JobMessage } from './types.ts';
@@ -52,7 +53,9 @@ export async function handleQueue(batch: MessageBatch<JobMessage>, env: Env): Pr
     try {
       const result =
         claim.payload.kind === 'merge'
-          ? await buildArtifact(env.BLOBS, claim.payload, report)
+          ? claim.payload.gpu
+            ? await buildOnRunner(env, claim.payload, report)
+            : await buildArtifact(env.BLOBS, claim.payload, report)
           : await runImport(env, claim.payload, report);
       await stub.complete(claim.token, result);
       msg.ack();

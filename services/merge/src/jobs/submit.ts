@@ -99,16 +99,27 @@ export async function planMerge(env: Env, tenant: string, req: MergeRequest): Pr
   const key = await recipeKey(recipe);
   const adapterBytes = resolved.reduce((s, r) => s + r.rec.files.weights.size, 0);
   const estimateBytes = adapterBytes + (req.output === 'adapter' ? 0 : base.size);
-  return {
-    key,
-    estimateBytes,
-    payload: { kind: 'merge', recipe_key: key, recipe, base: { id: base.id, digest: base.digest }, adapters, method: req.method },
+  const payload: MergePayload = {
+    kind: 'merge',
+    recipe_key: key,
+    recipe,
+    base: { id: base.id, digest: base.digest },
+    adapters,
+    method: req.method,
   };
+  const tooBig = estimateBytes > limits(env).maxEdgeJobBytes;
+  const placement = req.placement ?? 'auto';
+  if (hasGpu(env) && (placement === 'gpu' || (placement === 'auto' && tooBig))) payload.gpu = { estimate_bytes: estimateBytes };
+  return { key, estimateBytes, payload };
 }
 
-/** 422 `runner_required` when the job is beyond a Worker's memory: the GPU runner takes those. */
+/** Whether this deployment has the GPU path (services/gpu bound as GPU). */
+export const hasGpu = (env: Env): boolean => (env as unknown as { GPU?: unknown }).GPU !== undefined;
+
+/** 422 `runner_required` when the job is beyond a Worker's memory and no GPU runner is to build it. */
 export function assertEdgeSized(env: Env, plan: MergePlan): void {
   const limit = limits(env).maxEdgeJobBytes;
+  if (plan.payload.kind === 'merge' && plan.payload.gpu) return;
   if (plan.estimateBytes > limit) {
     throw new ApiError(
       422,

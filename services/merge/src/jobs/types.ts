@@ -17,6 +17,11 @@ export const MergeRequestSchema = z.strictObject({
   method: z.enum(MERGE_METHODS).default('linear'),
   options: RecipeOptionsSchema.default({}),
   output: z.enum(MERGE_OUTPUTS).default('adapter'),
+  /**
+   * Where the build runs: `auto` = a Worker when it fits MAX_EDGE_JOB_BYTES, else a GPU runner;
+   * `gpu` = a GPU runner (heavy CPU work such as ties_svd on large modules); `edge` = a Worker only.
+   */
+  placement: z.enum(['auto', 'edge', 'gpu']).default('auto'),
 });
 export type MergeRequest = z.infer<typeof MergeRequestSchema>;
 
