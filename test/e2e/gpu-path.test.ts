@@ -132,6 +132,27 @@ describe('GPU path', () => {
     runners.set('e2e-runner-c', await stack.startRunner('e2e-runner-c', RUNNER_ENV));
   }, 60_000);
 
+  it('drains a runner on SIGTERM: its unfinished stream is handed back and resumed elsewhere, exactly once', async () => {
+    // A runner that gives in-flight jobs 300 ms to finish before handing them back. Its id sorts
+    // first, so with equal load the gateway hands it the next job.
+    const quick = await stack.startRunner('e2e-drain-0', { ...RUNNER_ENV, LORA_EDGE_DRAIN_MS: '300' });
+    const c = stories.cases[2] as { prompt_ids: number[]; greedy_ids: number[] };
+    let signalled = false;
+    const r = await streamIds(c.prompt_ids, c.greedy_ids.length, {}, async (sofar) => {
+      if (signalled || sofar.length < 5) return;
+      signalled = true;
+      if (quick.child.pid) process.kill(quick.child.pid, 'SIGTERM');
+    });
+    expect(r.ids).toEqual(c.greedy_ids);
+    const st = await jobStatus(r.job);
+    expect(st.status).toBe('done');
+    expect(st.attempts.length).toBe(2);
+    expect(st.attempts[0]).toMatchObject({ runner: quick.id, state: 'failed', error: { code: 'runner_draining' } });
+    expect(st.attempts[1]).toMatchObject({ state: 'done' });
+    expect(st.attempts[1]?.resumed_at_token).toBeGreaterThanOrEqual(5);
+    await quick.stop();
+  }, 60_000);
+
   it('builds a merge on a runner through the same queue; the artifact appears whole (PEFT merged weights)', async () => {
     const key = { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' };
     const res = await fetch(`${stack.url}/v1/merges`, {
