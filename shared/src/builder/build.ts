@@ -3,12 +3,22 @@
  * the artifact (manifest last, so a crash leaves nothing visible). The same code runs in the merge
  * Worker (R2 binding) and on a GPU runner (R2 through the gateway) for jobs beyond a Worker.
  */
+
+import { LoraEdgeError } from '../errors.ts';
 import { type DeltaTerm, mixTerms } from '../lora/index.ts';
 import { parseModelConfig } from '../model/index.ts';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, fitAdapterToModel, loadLoraAdapter } from '../peft/index.ts';
 import { fusesExactSum } from '../registry/index.ts';
-import { adapterKey, type ArtifactInput, MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE, modelKey, type ObjectStore, readArtifactManifest, writeArtifact } from '../storage/index.ts';
-import { LoraEdgeError } from '../errors.ts';
+import {
+  type ArtifactInput,
+  adapterKey,
+  MODEL_CONFIG_FILE,
+  MODEL_WEIGHTS_FILE,
+  modelKey,
+  type ObjectStore,
+  readArtifactManifest,
+  writeArtifact,
+} from '../storage/index.ts';
 import { fusedModelFiles } from './fuse-model.ts';
 import { type MergeInput, mergedAdapterFiles, mergeModules, type Report } from './merge-adapter.ts';
 import type { JobResult, MergePayload } from './payload.ts';

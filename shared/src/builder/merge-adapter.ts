@@ -4,11 +4,18 @@
  * patterns), PEFT's tensor keys, the recipe in the safetensors metadata.
  */
 import { LoraEdgeError } from '../errors.ts';
-import { FACTOR_METHODS, type MergeAdapter, mergeAdapters, type MergeMethod, type MergeResult, seededRandomSource } from '../merge/index.ts';
-import { type LoraAdapter } from '../peft/index.ts';
+import {
+  FACTOR_METHODS,
+  type MergeAdapter,
+  type MergeMethod,
+  type MergeResult,
+  mergeAdapters,
+  seededRandomSource,
+} from '../merge/index.ts';
+import type { LoraAdapter } from '../peft/index.ts';
+import type { RecipeOptions } from '../registry/index.ts';
 import { type NamedTensor, serializeSafetensors } from '../safetensors/index.ts';
 import { fromFloat32, toFloat32 } from '../tensor/index.ts';
-import type { RecipeOptions } from '../registry/index.ts';
 
 export interface MergeInput {
   id: string;
