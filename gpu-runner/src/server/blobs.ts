@@ -80,15 +80,20 @@ export function dirBlobs(dir: string): BlobSource {
   };
 }
 
-/** An S3-compatible bucket (R2: https://<account>.r2.cloudflarestorage.com), path-style, SigV4. */
-export function s3Blobs(cfg: Extract<BlobsConfig, { kind: 's3' }>, f: typeof fetch = fetch): BlobSource {
-  const client = new AwsClient({
+/** SigV4 signing for an S3-compatible bucket (R2's S3 API). */
+export function s3Client(cfg: Extract<BlobsConfig, { kind: 's3' }>): AwsClient {
+  return new AwsClient({
     accessKeyId: cfg.accessKeyId,
     secretAccessKey: cfg.secretAccessKey,
     service: 's3',
     region: cfg.region,
     retries: 2,
   });
+}
+
+/** An S3-compatible bucket (R2: https://<account>.r2.cloudflarestorage.com), path-style, SigV4. */
+export function s3Blobs(cfg: Extract<BlobsConfig, { kind: 's3' }>, f: typeof fetch = fetch): BlobSource {
+  const client = s3Client(cfg);
   return {
     kind: 's3',
     async get(key) {

@@ -9,8 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, resolve, sep } from 'node:path';
 import type { ObjectStore, ObjectValue, StoredObject, StoredObjectBody } from '@lora-edge/shared';
-import { AwsClient } from 'aws4fetch';
-import { assertKey } from './blobs.ts';
+import { assertKey, s3Client } from './blobs.ts';
 import type { BlobsConfig } from './config.ts';
 import { RunnerError } from './errors.ts';
 
@@ -112,13 +111,7 @@ export function objectStore(cfg: BlobsConfig, gatewayUrl: string, token: string,
     );
   }
   if (cfg.kind === 's3') {
-    const client = new AwsClient({
-      accessKeyId: cfg.accessKeyId,
-      secretAccessKey: cfg.secretAccessKey,
-      service: 's3',
-      region: cfg.region,
-      retries: 2,
-    });
+    const client = s3Client(cfg);
     const url = (key: string) => `${cfg.endpoint}/${cfg.bucket}/${key}`;
     return storeOver(
       async (key) => {
