@@ -51,7 +51,72 @@ export class GatewayClient {
     return this.post(`/runners/${encodeURIComponent(id)}/heartbeat`, load, gpu.HeartbeatReplySchema, timeoutMs);
   }
 
-  events(job: string, ev: gpu.JobEvents, timeoutMs: number) {
-    return this.post(`/runners/jobs/${encodeURIComponent(job)}/events`, ev, gpu.EventsReplySchema, timeoutMs);
+  /**
+   * One job's events, sent with every other job's in a batch (`POST /runners/events`): one batch
+   * in flight at a time, the posts made meanwhile ride the next one. Each caller gets its own
+   * job's outcome, as from the per-job route, so the posters' rules are unchanged.
+   */
+  events(job: string, ev: gpu.JobEvents, timeoutMs: number): Promise<Outcome<gpu.EventsReply>> {
+    return new Promise((resolve) => {
+      this.queued.push({ job, ev, timeoutMs, resolve });
+      void this.flush();
+    });
+  }
+
+  private readonly queued: PendingEvents[] = [];
+  private sending = false;
+  private lastBatch = Number.NEGATIVE_INFINITY;
+  /** Least time between two event batches (ms). */
+  batchGapMs = 5;
+
+  private async flush(): Promise<void> {
+    if (this.sending || this.queued.length === 0) return;
+    this.sending = true;
+    try {
+      // Batches at most every batchGapMs: a lone fast job would otherwise post every token and
+      // spend its CPU on HTTP instead of decoding. The first post of a quiet runner goes at once.
+      const wait = this.lastBatch + this.batchGapMs - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      this.lastBatch = performance.now();
+      // Cap a batch by entries and ids so its body stays well under the gateway's 4 MiB.
+      let ids = 0;
+      let n = 0;
+      while (
+        n < this.queued.length &&
+        n < gpu.MAX_BATCH_EVENTS &&
+        (n === 0 || ids + (this.queued[n] as PendingEvents).ev.ids.length <= BATCH_IDS)
+      ) {
+        ids += (this.queued[n] as PendingEvents).ev.ids.length;
+        n++;
+      }
+      const batch = this.queued.splice(0, n);
+      const runner = (batch[0] as PendingEvents).ev.runner;
+      const timeout = Math.max(...batch.map((b) => b.timeoutMs));
+      const events = batch.map((b) => ({ job: b.job, ...b.ev }));
+      const r = await this.post('/runners/events', { runner, events }, gpu.BatchReplySchema, timeout);
+      batch.forEach((b, i) => {
+        if (!r.ok) return b.resolve(r);
+        const reply = r.value.replies[i];
+        if (!reply || reply.job !== b.job) return b.resolve({ ok: false, gone: false, status: 200, why: 'the batch reply does not match' });
+        if (reply.status === 200 && reply.next !== undefined && reply.current !== undefined)
+          return b.resolve({ ok: true, value: { next: reply.next, current: reply.current } });
+        if (reply.status === 404 || reply.status === 409 || reply.status === 410)
+          return b.resolve({ ok: false, gone: true, status: reply.status });
+        b.resolve({ ok: false, gone: false, status: reply.status, why: reply.error ?? `status ${reply.status}` });
+      });
+    } finally {
+      this.sending = false;
+      if (this.queued.length) void this.flush();
+    }
   }
 }
+
+interface PendingEvents {
+  job: string;
+  ev: gpu.JobEvents;
+  timeoutMs: number;
+  resolve(o: Outcome<gpu.EventsReply>): void;
+}
+
+/** Token ids per batch at most (≈ 8 bytes each in JSON). */
+const BATCH_IDS = 200_000;

@@ -31,6 +31,8 @@ export class TestGateway {
   readonly blobs = new Map<string, Uint8Array>();
   readonly blobGets: string[] = [];
   readonly blobPuts: string[] = [];
+  /** Sizes of the event batches received (POST /runners/events). */
+  readonly batches: number[] = [];
   readonly registrations: gpu.RunnerRegistration[] = [];
   readonly heartbeats: gpu.RunnerLoad[] = [];
   readonly jobs = new Map<string, gpu.JobRecord>();
@@ -103,6 +105,22 @@ export class TestGateway {
     return this.posts.filter((p) => p.job === job);
   }
 
+  /** One job's post, as the gateway's rules answer it (hooks may answer instead). */
+  private async applyPost(id: string, ev: gpu.JobEvents): Promise<{ status: number; body: unknown }> {
+    const job = this.jobs.get(id);
+    if (!job) return { status: 404, body: { error: 'no such job' } };
+    const n = this.postsOf(id).length;
+    const hooked = await this.eventsHook?.(job, ev, n);
+    if (hooked && 'status' in hooked) {
+      this.posts.push({ job: id, ev, reply: { status: hooked.status } });
+      return { status: hooked.status, body: hooked.body ?? {} };
+    }
+    const out = gpu.applyEvents(job, ev, Date.now());
+    const reply = hooked ?? { next: job.ids.length, current: out.current };
+    this.posts.push({ job: id, ev, reply });
+    return { status: 200, body: reply };
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const send = (status: number, body: unknown) => {
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
@@ -144,20 +162,18 @@ export class TestGateway {
     }
     m = /^\/runners\/jobs\/([^/]+)\/events$/.exec(path);
     if (req.method === 'POST' && m) {
-      const id = decodeURIComponent(m[1] as string);
-      const ev = gpu.JobEventsSchema.parse(body);
-      const job = this.jobs.get(id);
-      if (!job) return send(404, { error: 'no such job' });
-      const n = this.postsOf(id).length;
-      const hooked = await this.eventsHook?.(job, ev, n);
-      if (hooked && 'status' in hooked) {
-        this.posts.push({ job: id, ev, reply: { status: hooked.status } });
-        return send(hooked.status, hooked.body ?? {});
+      const r = await this.applyPost(decodeURIComponent(m[1] as string), gpu.JobEventsSchema.parse(body));
+      return send(r.status, r.body);
+    }
+    if (req.method === 'POST' && path === '/runners/events') {
+      const batch = gpu.BatchEventsSchema.parse(body);
+      this.batches.push(batch.events.length);
+      const replies = [];
+      for (const { job, ...ev } of batch.events) {
+        const r = await this.applyPost(job, ev);
+        replies.push(r.status === 200 ? { job, status: 200, ...(r.body as gpu.EventsReply) } : { job, status: r.status, error: 'refused' });
       }
-      const out = gpu.applyEvents(job, ev, Date.now());
-      const reply = hooked ?? { next: job.ids.length, current: out.current };
-      this.posts.push({ job: id, ev, reply });
-      return send(200, reply);
+      return send(200, { replies });
     }
     send(404, { error: `no route ${req.method} ${path}` });
   }

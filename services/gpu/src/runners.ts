@@ -67,6 +67,22 @@ runnerRoutes.post('/jobs/:id/events', async (c) => {
   return c.json(await jobStub(c.env, id).events(ev));
 });
 
+runnerRoutes.post('/events', async (c) => {
+  const batch = await body(c.req.raw, gpu.BatchEventsSchema);
+  if (batch instanceof Response) return batch;
+  const replies = await Promise.all(
+    batch.events.map(async ({ job, ...ev }) => {
+      if (ev.runner !== batch.runner) return { job, status: 400, error: 'an event of another runner' };
+      try {
+        return { job, status: 200, ...(await jobStub(c.env, job).events(ev)) };
+      } catch (e) {
+        return { job, status: 503, error: e instanceof Error ? e.message : String(e) };
+      }
+    }),
+  );
+  return c.json({ replies } satisfies gpu.BatchReply);
+});
+
 runnerRoutes.get('/jobs/:id', async (c) => {
   const id = c.req.param('id');
   const view = gpu.JOB_ID_RE.test(id) ? await jobStub(c.env, id).view() : null;

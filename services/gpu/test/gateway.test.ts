@@ -135,7 +135,7 @@ describe('runner API', () => {
     await fc.assert(
       fc.asyncProperty(
         fc.jsonValue(),
-        fc.constantFrom('/runners/register', '/runners/x/heartbeat', '/runners/jobs/gen-fuzz0001/events'),
+        fc.constantFrom('/runners/register', '/runners/x/heartbeat', '/runners/jobs/gen-fuzz0001/events', '/runners/events'),
         async (v, path) => {
           const r = await call(path, v);
           expect(r.status).toBeGreaterThanOrEqual(200);
@@ -199,6 +199,32 @@ describe('jobs through runners', () => {
     ]);
     // Another tenant cannot see the job.
     expect(await rpc.status(job, 'tenant-b')).toBeNull();
+    r.stop();
+  });
+
+  it("takes many jobs' events in one batch, answering each as its own route would", async () => {
+    await lapse();
+    const r = keepAlive('batch-1', 'ok.runner.test');
+    await r.ready;
+    const a = await submitted(spec(2));
+    const b = await submitted(spec(2));
+    await running(a.job, 1);
+    await running(b.job, 1);
+    const ev = (job: string, from: number, ids: number[], extra = {}) => ({ job, runner: 'batch-1', attempt: 1, from, ids, ...extra });
+    const done = { done: { finish_reason: 'length', prompt_tokens: 3 } };
+    const res = await call('/runners/events', {
+      runner: 'batch-1',
+      events: [ev(a.job, 0, [1, 2], done), ev(b.job, 0, [3]), ev('gen-unknown-0000', 0, [9]), { ...ev(b.job, 1, [4]), runner: 'other' }],
+    });
+    expect(gpu.BatchReplySchema.parse(await res.json()).replies).toEqual([
+      { job: a.job, status: 200, next: 2, current: true },
+      { job: b.job, status: 200, next: 1, current: true },
+      { job: 'gen-unknown-0000', status: 200, next: 0, current: false },
+      { job: b.job, status: 400, error: 'an event of another runner' },
+    ]);
+    expect((await readAll(a.body)).at(-1)?.data).toMatchObject({ done: true, ids: [1, 2] });
+    await call('/runners/events', { runner: 'batch-1', events: [ev(b.job, 1, [4], done)] });
+    expect((await readAll(b.body)).at(-1)?.data).toMatchObject({ done: true, ids: [3, 4] });
     r.stop();
   });
 

@@ -8,6 +8,7 @@
  *   runner  → gateway  POST /runners/:id/heartbeat   RunnerLoad          → HeartbeatReply
  *   gateway → runner   POST /v1/jobs                 RunnerJob           → 202 JobAccepted | 4xx/503 JobRefused
  *   runner  → gateway  POST /runners/jobs/:id/events JobEvents           → EventsReply (409 stale attempt)
+ *   runner  → gateway  POST /runners/events          BatchEvents         → BatchReply (many jobs at once)
  *   runner  → gateway  GET  /runners/blobs/<key>     the R2 object (models, adapters)
  *   runner  → gateway  PUT  /runners/blobs/<key>     artifact files (merge jobs; manifest last)
  *
@@ -189,6 +190,35 @@ export const EventsReplySchema = z.object({
   current: z.boolean(),
 });
 export type EventsReply = z.infer<typeof EventsReplySchema>;
+
+/**
+ * runner → gateway `POST /runners/events`: the events of many jobs in one request (a runner keeps
+ * one such batch in flight; what its jobs produce meanwhile rides the next), so the request rate
+ * does not grow with the number of jobs. Each reply carries the status the per-job route would
+ * have answered: 200 with {next, current}, 404 for an unknown job, 5xx for trouble (retry).
+ */
+export const MAX_BATCH_EVENTS = 512;
+export const BatchEventsSchema = z.object({
+  runner: z.string().regex(RUNNER_ID_RE),
+  events: z
+    .array(JobEventsSchema.extend({ job: z.string().regex(JOB_ID_RE) }))
+    .min(1)
+    .max(MAX_BATCH_EVENTS),
+});
+export type BatchEvents = z.infer<typeof BatchEventsSchema>;
+
+export const BatchReplySchema = z.object({
+  replies: z.array(
+    z.object({
+      job: z.string(),
+      status: z.number().int(),
+      next: count.optional(),
+      current: z.boolean().optional(),
+      error: z.string().optional(),
+    }),
+  ),
+});
+export type BatchReply = z.infer<typeof BatchReplySchema>;
 
 /** The stream the gateway gives the router: infer's SSE payloads (one per line `data: …`). */
 export type StreamEvent =
