@@ -13,6 +13,7 @@
  * round, after a warm-up round on both (model, adapters and LoRA stacks loaded). Every
  * queue-path stream's ids must equal the engine-alone ids of the same choice.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -28,6 +29,7 @@ import {
 } from '@lora-edge/gpu-runner';
 import type { LoraAdapter } from '@lora-edge/shared';
 import OpenAI from 'openai';
+import { addAdapter, addStories, generateJob, TestGateway, TOKEN } from '../gpu-runner/src/server/testing.ts';
 import { type LocalStack, root, startStack } from '../test/e2e/local-stack.ts';
 import { type BenchContext, median, type Row, type Suite } from './lib.ts';
 
@@ -146,6 +148,81 @@ function percentile(xs: number[], p: number): number {
 
 type Extra = { ignore_eos: boolean; return_token_ids: boolean; adapters: Choice };
 
+/**
+ * The runner service without the Workers: a runner process (the same as the stack's) fed jobs
+ * over its HTTP API by the runner tests' gateway stand-in in this process, which applies the
+ * gateway's job rules to the event batches. Splits the queue path's cost into the runner
+ * service's (HTTP jobs, batched events) and the Workers' (router, gateway, queue, job objects).
+ */
+async function runnerAlone(all: Choice[]) {
+  const gw = await new TestGateway().start();
+  const model = await addStories(gw);
+  const digests = new Map<string, string>();
+  for (const n of [QV, ALL, RS, DORA]) digests.set(n, await addAdapter(gw, n, 'bench', n));
+  const first = new Map<string, number>();
+  const last = new Map<string, number>();
+  gw.eventsHook = (job, ev) => {
+    if (ev.ids.length) {
+      if (!first.has(job.id)) first.set(job.id, performance.now());
+      last.set(job.id, performance.now());
+    }
+    return undefined;
+  };
+  const child: ChildProcess = spawn(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'gpu-runner', 'src', 'server', 'main.ts')], {
+    cwd: root,
+    env: {
+      ...process.env,
+      LORA_EDGE_GATEWAY_URL: gw.url,
+      LORA_EDGE_RUNNER_TOKEN: TOKEN,
+      LORA_EDGE_RUNNER_ID: 'bench-runner-alone',
+      LORA_EDGE_RUNNER_HOST: '127.0.0.1',
+      LORA_EDGE_RUNNER_PORT: '0',
+      LORA_EDGE_SLOTS: String(SLOTS),
+      LORA_EDGE_BACKEND: 'cpu-native',
+      LORA_EDGE_CACHE_DIR: join(root, 'node_modules', '.cache', 'lora-edge-bench-runner'),
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((ok, fail) => {
+    let out = '';
+    child.stdout?.on('data', (c: Buffer) => {
+      out += c;
+      const m = /lora-edge runner ready: (\S+)/.exec(out);
+      if (m) ok(m[1] as string);
+    });
+    child.once('exit', (code) => fail(new Error(`the runner exited (${code})`)));
+  });
+  let n = 0;
+  const one = async (choice: number, prompt: number[]): Promise<Stream> => {
+    const id = `bench-alone-${n++}`;
+    gw.newJob(id, TOKENS, 1, [], 'bench-runner-alone');
+    const spec = {
+      adapters: (all[choice] as Choice).map((e) => ({
+        tenant: 'bench',
+        name: e.id,
+        digest: digests.get(e.id) as string,
+        weight: e.weight,
+      })),
+      ignore_eos: true,
+    };
+    const t0 = performance.now();
+    const r = await gw.dispatch(url, generateJob(id, model.digest, prompt, TOKENS, spec));
+    if (r.status !== 202) throw new Error(`the runner refused a job: ${JSON.stringify(r.body)}`);
+    await gw.until(() => gw.jobs.get(id)?.status !== 'running', 120_000, `job ${id}`);
+    const job = gw.jobs.get(id);
+    if (job?.status !== 'done') throw new Error(`job ${id} ended ${job?.status}: ${JSON.stringify(job?.error)}`);
+    return { ids: job.ids, ttftMs: (first.get(id) ?? t0) - t0, totalMs: (last.get(id) ?? t0) - t0, startedAt: t0 };
+  };
+  return {
+    one,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      await gw.close();
+    },
+  };
+}
+
 export const suite: Suite = {
   title: 'GPU path: queue path (router → gateway → runner) vs the engine alone, 1/8/32 streams on different adapters and mixes',
   async run(ctx: BenchContext): Promise<Row[]> {
@@ -192,8 +269,10 @@ export const suite: Suite = {
     };
 
     let stack: LocalStack | undefined;
+    let service: Awaited<ReturnType<typeof runnerAlone>> | undefined;
     const rows: Row[] = [];
     try {
+      service = await runnerAlone(all);
       stack = await startStack({ runners: 0 });
       const url = stack.url;
       const pinned = await fetch(`${url}/admin/models/stories260k`, {
@@ -261,10 +340,13 @@ export const suite: Suite = {
         const we = await round(warm, alone);
         check(warm, wq.streams, we.streams);
       }, restarts);
+      const viaRunner = (service as NonNullable<typeof service>).one;
+      check(warm, (await round(warm, viaRunner)).streams, (await round(warm, alone)).streams);
 
       for (const c of LEVELS) {
         const q: Round[] = [];
         const e: Round[] = [];
+        const s: Round[] = [];
         const rounds = roundsOf(c);
         for (let r = 0; r < rounds; r++) {
           const plan = planOf(c, r);
@@ -278,8 +360,11 @@ export const suite: Suite = {
             return [await round(plan, queued), er] as const;
           }, restarts);
           check(plan, qr.streams, er.streams);
+          const sr = await round(plan, viaRunner);
+          check(plan, sr.streams, er.streams);
           q.push(qr);
           e.push(er);
+          s.push(sr);
         }
         const qs = q.flatMap((x) => x.streams);
         const es = e.flatMap((x) => x.streams);
@@ -297,6 +382,17 @@ export const suite: Suite = {
             unit: 'tok/s',
             baseline: base(median(e.map((x) => x.tokPerSec))),
             note: `median of ${rounds} rounds; ${TOKENS} tokens per stream, greedy, EOS ignored${restarts.n ? `; ${restarts.n} round(s) rerun after a wrangler dev reload so far` : ''}`,
+          },
+          {
+            name: `${what}: runner service alone, aggregate throughput`,
+            value: median(s.map((x) => x.tokPerSec)),
+            unit: 'tok/s',
+            baseline: base(median(e.map((x) => x.tokPerSec))),
+            note: `the runner process fed over its HTTP API, events to a gateway stand-in (no Workers); whole stream p50 ${stat(
+              s.flatMap((x) => x.streams),
+              total,
+              50,
+            ).toFixed(0)} ms`,
           },
           {
             name: `${what}: whole stream, p50`,
@@ -339,6 +435,7 @@ export const suite: Suite = {
       );
       throw err;
     } finally {
+      await service?.stop();
       await stack?.stop();
       engine.stacks.clear();
       dir.close();
