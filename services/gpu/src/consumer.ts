@@ -79,7 +79,8 @@ async function dispatch(env: Env, msg: Message<unknown>, m: gpu.QueueMessage): P
     msg.ack();
     return;
   }
-  log('info', 'no runner free', { job: m.job, attempt: m.attempt, refusals, delivery: msg.attempts });
+  // Logged on the first delivery and every tenth after, not on every one-second retry.
+  if (msg.attempts % 10 === 1) log('info', 'no runner free', { job: m.job, attempt: m.attempt, refusals, delivery: msg.attempts });
   msg.retry({ delaySeconds: RETRY_DELAY_S });
 }
 

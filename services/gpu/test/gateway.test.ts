@@ -199,6 +199,9 @@ describe('jobs through runners', () => {
     ]);
     // Another tenant cannot see the job.
     expect(await rpc.status(job, 'tenant-b')).toBeNull();
+    // A reader reconnecting after 4 tokens gets the rest and the end, nothing twice.
+    const rest = await readAll(await rpc.resume(job, 4));
+    expect(rest.map((e) => e.data)).toEqual([{ index: 4, ids: [15, 16] }, expect.objectContaining({ done: true })]);
     r.stop();
   });
 

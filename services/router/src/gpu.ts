@@ -3,7 +3,7 @@
  * which admits it (or refuses: 429 with Retry-After, 503), enqueues it and hands back the job's
  * result stream in infer's SSE shape. The stream is held until its first event, so a job that
  * fails before any token (no runner can hold the model, the queue timed out) is an HTTP error,
- * not half a stream.
+ * not half a stream; a connection to the job lost midway is reopened after the tokens received.
  */
 import type { Completion, Dispatcher, InferRequest, Job } from './dispatch.ts';
 import { ApiError } from './http/errors.ts';
@@ -16,6 +16,8 @@ export type SubmitResult =
 /** The GpuRpc entrypoint as the router sees it through the service binding. */
 export interface GpuBinding {
   submit(spec: gpu.GenerationSpec, tenant: string): Promise<SubmitResult>;
+  /** The job's stream again, from token index `from`. */
+  resume(id: string, from: number): Promise<ReadableStream<Uint8Array>>;
   status(id: string, tenant: string): Promise<unknown>;
   capacity(): Promise<gpu.Capacity>;
 }
@@ -42,35 +44,66 @@ export function specOf(req: InferRequest, modelBytes: number): gpu.GenerationSpe
   };
 }
 
-/** Reads up to the first complete SSE event; an error event becomes the thrown HTTP error. */
-async function holdFirstEvent(body: ReadableStream<Uint8Array>): Promise<ReadableStream<Uint8Array>> {
-  const reader = body.getReader();
-  const parser = new SseParser();
-  const head: Uint8Array[] = [];
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) throw new ApiError(502, 'gpu_job_failed', 'The GPU job ended without a result.');
-    head.push(value);
-    const events = parser.push(value);
-    const first = events[0];
-    if (!first) continue;
-    if (first.event === 'error') {
-      await reader.cancel().catch(() => {});
-      const e = JSON.parse(first.data) as { code?: string; message?: string; status?: number };
-      throw new ApiError(statusOf(e.status ?? 502), e.code ?? 'gpu_job_failed', e.message ?? 'The GPU job failed.', 'model');
+const MAX_RECONNECTS = 5;
+const enc = new TextEncoder();
+
+/**
+ * The job's stream as the engine's SSE, held until its first event (an error event there becomes
+ * the thrown HTTP error), and mended: if the connection to the job object ends without the job's
+ * end (the object restarted, a connection dropped), it is reopened from the next token index, so
+ * the client still gets every token once.
+ */
+async function jobStream(binding: GpuBinding, job: string, body: ReadableStream<Uint8Array>): Promise<ReadableStream<Uint8Array>> {
+  let reader = body.getReader();
+  let parser = new SseParser();
+  let tokens = 0;
+  let ended = false;
+  let reconnects = 0;
+  /** The next events, re-encoded; [] at the end. Reconnects when the connection ends early. */
+  const next = async (): Promise<Uint8Array[]> => {
+    for (;;) {
+      if (ended) return [];
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await reader.read();
+      } catch {
+        r = { done: true, value: undefined };
+      }
+      if (r.done) {
+        if (reconnects++ >= MAX_RECONNECTS) throw new ApiError(502, 'gpu_stream_lost', `The stream of GPU job ${job} was lost.`);
+        reader = (await binding.resume(job, tokens)).getReader();
+        parser = new SseParser();
+        continue;
+      }
+      const out: Uint8Array[] = [];
+      for (const ev of parser.push(r.value)) {
+        const data = JSON.parse(ev.data) as { ids?: number[]; done?: boolean };
+        if (ev.event === 'error' || data.done === true) ended = true;
+        else if (Array.isArray(data.ids)) tokens += data.ids.length;
+        out.push(enc.encode(`${ev.event ? `event: ${ev.event}\n` : ''}data: ${ev.data}\n\n`));
+      }
+      if (out.length) return out;
     }
-    break;
+  };
+  const head = await next();
+  const first = new SseParser().push(head[0] ?? new Uint8Array())[0];
+  if (!first) throw new ApiError(502, 'gpu_job_failed', 'The GPU job ended without a result.');
+  if (first.event === 'error') {
+    await reader.cancel().catch(() => {});
+    const e = JSON.parse(first.data) as { code?: string; message?: string; status?: number };
+    throw new ApiError(statusOf(e.status ?? 502), e.code ?? 'gpu_job_failed', e.message ?? 'The GPU job failed.', 'model');
   }
   return new ReadableStream<Uint8Array>({
     start(controller) {
       for (const c of head) controller.enqueue(c);
     },
     async pull(controller) {
-      const { done, value } = await reader.read();
-      if (done) controller.close();
-      else controller.enqueue(value);
+      const chunks = await next();
+      if (chunks.length === 0) controller.close();
+      for (const c of chunks) controller.enqueue(c);
     },
     async cancel(reason) {
+      ended = true;
       await reader.cancel(reason);
     },
   });
@@ -93,7 +126,7 @@ export class GpuDispatcher implements Dispatcher {
       throw new ApiError(statusOf(r.status), r.error.code, r.error.message, null, headers);
     }
     this.jobs.push(r.job);
-    return holdFirstEvent(r.body);
+    return jobStream(this.binding, r.job, r.body);
   }
 
   async generate(job: Job): Promise<Completion> {
