@@ -94,21 +94,23 @@ export class GatewayClient {
       const timeout = Math.max(...batch.map((b) => b.timeoutMs));
       const events = batch.map((b) => ({ job: b.job, ...b.ev }));
       const r = await this.post('/runners/events', { runner, events }, gpu.BatchReplySchema, timeout);
-      batch.forEach((b, i) => {
-        if (!r.ok) return b.resolve(r);
-        const reply = r.value.replies[i];
-        if (!reply || reply.job !== b.job) return b.resolve({ ok: false, gone: false, status: 200, why: 'the batch reply does not match' });
-        if (reply.status === 200 && reply.next !== undefined && reply.current !== undefined)
-          return b.resolve({ ok: true, value: { next: reply.next, current: reply.current } });
-        if (reply.status === 404 || reply.status === 409 || reply.status === 410)
-          return b.resolve({ ok: false, gone: true, status: reply.status });
-        b.resolve({ ok: false, gone: false, status: reply.status, why: reply.error ?? `status ${reply.status}` });
-      });
+      for (const [i, b] of batch.entries()) b.resolve(outcomeOf(r, i, b.job));
     } finally {
       this.sending = false;
       if (this.queued.length) void this.flush();
     }
   }
+}
+
+/** One job's outcome out of a batch's: as the per-job route would have answered it. */
+function outcomeOf(r: Outcome<gpu.BatchReply>, i: number, job: string): Outcome<gpu.EventsReply> {
+  if (!r.ok) return r;
+  const reply = r.value.replies[i];
+  if (!reply || reply.job !== job) return { ok: false, gone: false, status: 200, why: 'the batch reply does not match' };
+  if (reply.status === 200 && reply.next !== undefined && reply.current !== undefined)
+    return { ok: true, value: { next: reply.next, current: reply.current } };
+  if (reply.status === 404 || reply.status === 409 || reply.status === 410) return { ok: false, gone: true, status: reply.status };
+  return { ok: false, gone: false, status: reply.status, why: reply.error ?? `status ${reply.status}` };
 }
 
 interface PendingEvents {

@@ -288,12 +288,12 @@ describe('the runner against a gateway', () => {
   it('sends the events of concurrent jobs together in batches', async () => {
     const before = gw.batches.length;
     const ids = refs.map(() => jobId());
-    refs.forEach((c, i) => gw.newJob(ids[i] as string, c.greedy_ids.length));
+    for (const [i, c] of refs.entries()) gw.newJob(ids[i] as string, c.greedy_ids.length);
     await Promise.all(
       refs.map((c, i) => gw.dispatch(runner.url, generateJob(ids[i] as string, model.digest, c.prompt_ids, c.greedy_ids.length))),
     );
     await gw.until(() => ids.every((id) => gw.jobs.get(id)!.status === 'done'), 20_000, 'the jobs');
-    refs.forEach((c, i) => expect(gw.jobs.get(ids[i] as string)!.ids).toEqual(c.greedy_ids));
+    for (const [i, c] of refs.entries()) expect(gw.jobs.get(ids[i] as string)!.ids).toEqual(c.greedy_ids);
     expect(Math.max(...gw.batches.slice(before))).toBeGreaterThan(1);
   });
 
