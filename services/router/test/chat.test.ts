@@ -72,6 +72,14 @@ describe('chat completions', () => {
     expect(c.message.content.length).toBeGreaterThan(0);
   });
 
+  it('takes the harmless settings of tool calling and JSON output (none, text, empty lists)', async () => {
+    const req = { model: CHAT_MODEL_ID, messages: hello, max_tokens: 2, temperature: 0, ignore_eos: true, adapters: [] };
+    const plain = await json<ChatBody>(await post('/v1/chat/completions', req, t.key));
+    const relaxed = { ...req, tools: [], tool_choice: 'none', response_format: { type: 'text' } };
+    const same = await json<ChatBody>(await post('/v1/chat/completions', relaxed, t.key));
+    expect(same.choices[0]?.message.content).toBe(plain.choices[0]?.message.content);
+  });
+
   it('streams the same reply as deltas', async () => {
     const req = { model: CHAT_MODEL_ID, messages: hello, max_tokens: 8, temperature: 0, ignore_eos: true, adapters: [] };
     const whole = await json<ChatBody>(await post('/v1/chat/completions', req, t.key));

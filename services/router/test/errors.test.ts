@@ -67,6 +67,23 @@ describe('errors', () => {
     });
   });
 
+  it('refuses tool calling and JSON output by name rather than ignoring them', async () => {
+    const chat = { model: STORIES, messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 };
+    const tool = { type: 'function', function: { name: 'f', parameters: {} } };
+    for (const [extra, param] of [
+      [{ tools: [tool] }, 'tools'],
+      [{ tool_choice: 'required' }, 'tool_choice'],
+      [{ functions: [{ name: 'f' }] }, 'functions'],
+      [{ response_format: { type: 'json_object' } }, 'response_format'],
+      [{ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }, 'response_format'],
+    ] as const) {
+      expect(await error(await post('/v1/chat/completions', { ...chat, ...extra }, t.key), 400)).toMatchObject({
+        code: 'unsupported_parameter',
+        param,
+      });
+    }
+  });
+
   it('400 for weights that are not finite or sum to zero', async () => {
     const zero = [
       { id: 'qv', weight: 1 },

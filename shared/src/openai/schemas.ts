@@ -133,6 +133,17 @@ export const ChatCompletionRequestSchema = z
       .boolean()
       .optional()
       .meta({ description: 'vLLM extension: end the prompt with the assistant turn’s opening. Default true.' }),
+    // Known and not honoured yet: refused by name when they ask for something (tools, structured output).
+    tools: z.array(z.unknown()).nullable().optional().meta({ description: 'Not supported: a non-empty list is refused.' }),
+    tool_choice: z.unknown().optional().meta({ description: 'Not supported beyond "none".' }),
+    functions: z.array(z.unknown()).nullable().optional().meta({ description: 'Not supported: a non-empty list is refused.' }),
+    function_call: z.unknown().optional().meta({ description: 'Not supported beyond "none".' }),
+    response_format: z
+      .object({ type: z.string() })
+      .loose()
+      .nullable()
+      .optional()
+      .meta({ description: 'Only `{"type": "text"}`; JSON modes are refused.' }),
     ...samplingFields,
   })
   .meta({ id: 'ChatCompletionRequest' });

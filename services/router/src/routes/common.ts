@@ -21,6 +21,16 @@ export function refuseUnsupported(req: CompletionRequest | ChatCompletionRequest
   if ('best_of' in req && req.best_of != null && req.best_of > 1) throw unsupported('best_of', 'best_of > 1');
   if ('suffix' in req && req.suffix) throw unsupported('suffix', 'suffix');
   if (req.logprobs !== undefined && req.logprobs !== null && req.logprobs !== false) throw unsupported('logprobs', 'logprobs');
+  if ('messages' in req) {
+    // Asked-for tool calls or JSON output would be silently ignored otherwise: refused by name.
+    if (req.tools?.length) throw unsupported('tools', 'Tool calling');
+    if (req.functions?.length) throw unsupported('functions', 'Function calling');
+    const none = (v: unknown) => v === undefined || v === null || v === 'none';
+    if (!none(req.tool_choice)) throw unsupported('tool_choice', 'tool_choice other than "none"');
+    if (!none(req.function_call)) throw unsupported('function_call', 'function_call other than "none"');
+    if (req.response_format && req.response_format.type !== 'text')
+      throw unsupported('response_format', `response_format ${JSON.stringify(req.response_format.type)}`);
+  }
 }
 
 export function sampling(req: CompletionRequest | ChatCompletionRequest, maxTokens: number): Sampling {
