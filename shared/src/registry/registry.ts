@@ -35,6 +35,8 @@ import {
   WatchSchema,
 } from './schemas.ts';
 
+/** Concurrent KV reads when listing records. */
+const LIST_READS_AT_ONCE = 50;
 export const registryKeys = {
   tenant: (id: string) => `tenant/${id}`,
   apiKey: (id: string) => `apikey/${id}`,
@@ -158,9 +160,10 @@ export class Registry {
   async listAdapters(tenant: string): Promise<AdapterRecord[]> {
     const keys = await listAllKeys(this.kv, registryKeys.adapters(tenant));
     const out: AdapterRecord[] = [];
-    for (const k of keys) {
-      const a = await this.read(k, AdapterRecordSchema);
-      if (a) out.push(a);
+    // Reads in parallel, a bounded number at a time: a tenant may hold thousands of adapters.
+    for (let i = 0; i < keys.length; i += LIST_READS_AT_ONCE) {
+      const records = await Promise.all(keys.slice(i, i + LIST_READS_AT_ONCE).map((k) => this.read(k, AdapterRecordSchema)));
+      for (const a of records) if (a) out.push(a);
     }
     return out;
   }
