@@ -33,7 +33,7 @@ export function mergeHandler(settings: MergeSettings): JobHandler {
     job.onCancelled(() => void worker.terminate());
     const outcome = await new Promise<MergeWorkerMessage>((resolve) => {
       worker.on('message', (m: MergeWorkerMessage) => {
-        if (m.type === 'progress') job.log.log('info', 'merge progress', { fraction: Math.round(m.fraction * 100) / 100, stage: m.stage });
+        if (m.type === 'progress') job.poster.report({ fraction: Math.min(1, Math.max(0, m.fraction)), stage: m.stage.slice(0, 200) });
         else resolve(m);
       });
       worker.on('error', (e) => resolve({ type: 'error', error: { code: 'runner_error', message: e.message, retryable: true } }));

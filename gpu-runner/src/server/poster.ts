@@ -79,6 +79,14 @@ export class Poster {
     this.signal.notify();
   }
 
+  /** Progress of long work without tokens: sent with the next post. */
+  report(p: gpu.Progress): void {
+    this.progress = p;
+    this.signal.notify();
+  }
+  private progress: gpu.Progress | undefined;
+  private sentProgress: gpu.Progress | undefined;
+
   /** The attempt ended: post the rest with this end, until the gateway acknowledges it. */
   close(end: { done?: gpu.Finish; error?: gpu.JobError }): void {
     this.end ??= end;
@@ -103,7 +111,8 @@ export class Poster {
       const { heartbeatMs, leaseMs } = this.o.timing();
       const ids = this.o.ids;
       const end = this.end;
-      const fresh = ids.length > this.acked;
+      const progress = this.progress;
+      const fresh = ids.length > this.acked || progress !== this.sentProgress;
       if (!fresh && !end && now() - lastPost < heartbeatMs) {
         await this.signal.wait(heartbeatMs - (now() - lastPost));
         continue;
@@ -113,6 +122,7 @@ export class Poster {
       const last = from + chunk.length === ids.length;
       const ev: gpu.JobEvents = { runner: this.o.runner, attempt: this.o.attempt, from, ids: chunk };
       if (end && last) Object.assign(ev, end);
+      if (progress && progress !== this.sentProgress) ev.progress = progress;
       lastPost = now();
       this.posts++;
       const r = await this.o.send(ev, Math.max(1000, leaseMs));
@@ -128,6 +138,7 @@ export class Poster {
         }
         confirmed = true;
         failures = 0;
+        if (ev.progress) this.sentProgress = ev.progress;
         // Behind what was sent (a gap, a lost post): resend from there. Ahead: the gateway drops repeats.
         this.acked = Math.min(r.value.next, ids.length);
         if (end && last && r.value.next >= ids.length) return 'delivered';

@@ -168,6 +168,8 @@ describe('the runner against a gateway', () => {
     const job = gw.jobs.get(id)!;
     expect(job.status).toBe('done');
     expect(job.finish?.artifact).toMatchObject({ artifact: key, files: ['config.json', 'model.safetensors'] });
+    // The build's progress went along with the keep-alives.
+    expect(gw.postsOf(id).some((p) => p.ev.progress !== undefined)).toBe(true);
     // The manifest went last: every file before it.
     const puts = gw.blobPuts.filter((k) => k.startsWith(`artifacts/${key}/`));
     expect(puts.at(-1)).toBe(`artifacts/${key}/manifest.json`);

@@ -30,6 +30,8 @@ export interface JobView {
   max_tokens: number;
   finish_reason: 'stop' | 'length' | null;
   error: { code: string; message: string } | null;
+  /** Long work without tokens (merge builds): the current attempt's last report. */
+  progress: gpu.Progress | null;
   attempts: (Omit<gpu.AttemptRecord, 'queued_at' | 'started_at' | 'ended_at'> & {
     queued_at: string;
     started_at: string | null;
@@ -84,6 +86,7 @@ export class GpuJob extends DurableObject<Env> {
       max_tokens: r.max_tokens,
       finish_reason: r.finish?.finish_reason ?? null,
       error: r.error ? { code: r.error.code, message: r.error.message } : null,
+      progress: r.progress ?? null,
       attempts: r.attempts.map((a) => ({
         ...a,
         queued_at: iso(a.queued_at) as string,
@@ -140,6 +143,7 @@ export class GpuJob extends DurableObject<Env> {
     this.save(j);
     if (wasQueued && gpu.currentAttempt(j.record).state !== 'queued') await poolStub(this.env).assign(j.record.id, ev.runner);
     if (out.appended.length) this.broadcast(sse({ index: out.from, ids: out.appended }));
+    if (out.progress) this.broadcast(sse(out.progress, 'progress'));
     if (out.retry) await this.retry({ code: out.retry.code, message: out.retry.message });
     else if (out.ended) await this.ended(j);
     return { next: j.record.ids.length, current: out.current };

@@ -280,6 +280,9 @@ describe('jobs through runners', () => {
     const a = await running(r.job, 1);
     expect(a.runner).toBe('merger');
     const artifact = { artifact: recipe, files: ['adapter_config.json', 'adapter_model.safetensors'] };
+    const progress = { fraction: 0.4, stage: 'merging modules' };
+    await call(`/runners/jobs/${r.job}/events`, { runner: 'merger', attempt: 1, from: 0, ids: [], progress });
+    expect((await rpc.status(r.job, 'tenant-a'))?.progress).toEqual(progress);
     await call(`/runners/jobs/${r.job}/events`, {
       runner: 'merger',
       attempt: 1,
@@ -287,7 +290,10 @@ describe('jobs through runners', () => {
       ids: [],
       done: { finish_reason: 'stop', prompt_tokens: 0, artifact },
     });
-    expect(await readAll(r.body)).toEqual([{ data: expect.objectContaining({ done: true, artifact, attempts: 1 }) }]);
+    expect(await readAll(r.body)).toEqual([
+      { event: 'progress', data: progress },
+      { data: expect.objectContaining({ done: true, artifact, attempts: 1 }) },
+    ]);
     gen.stop();
     mrg.stop();
   });

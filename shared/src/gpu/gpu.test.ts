@@ -46,6 +46,17 @@ describe('job log: exactly-once tokens over at-least-once attempts', () => {
     expect(applyEvents(job, ev(1, 'r2', 1, [8]), 3).current).toBe(false);
   });
 
+  it('passes progress on when it moves, and forgets it when an attempt is lost', () => {
+    const job = newJob('job-00000006', 'merge', 0, 3, 0);
+    markRunning(job, 1, 'r1', 0);
+    const p = { fraction: 0.5, stage: 'fusing' };
+    expect(applyEvents(job, ev(1, 'r1', 0, [], { progress: p }), 1).progress).toEqual(p);
+    expect(applyEvents(job, ev(1, 'r1', 0, [], { progress: { ...p } }), 2).progress).toBeUndefined();
+    expect(job.progress).toEqual(p);
+    retryJob(job, { code: 'runner_lost', message: '' }, 3);
+    expect(job.progress).toBeUndefined();
+  });
+
   it('exhausts after max attempts; a non-retryable error fails at once', () => {
     const a = newJob('job-00000003', 'generate', 4, 2, 0);
     expect(retryJob(a, { code: 'x', message: 'x' }, 1)).toBe('retry');

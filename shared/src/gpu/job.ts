@@ -5,7 +5,7 @@
  * gap is refused (the runner resends from `next`), and a retry resumes after the held tokens.
  * Pure data + rules: the gateway's Durable Object persists it, tests drive it directly.
  */
-import type { Finish, JobError, JobEvents } from './protocol.ts';
+import type { Finish, JobError, JobEvents, Progress } from './protocol.ts';
 
 export type JobStatus = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
 
@@ -38,6 +38,8 @@ export interface JobRecord {
   avoid: string[];
   /** Last time the current attempt's runner was heard from (events or acceptance). */
   last_seen: number;
+  /** The current attempt's last reported progress (long work without tokens). */
+  progress?: Progress;
 }
 
 export function newJob(id: string, kind: JobRecord['kind'], maxTokens: number, maxAttempts: number, now: number): JobRecord {
@@ -71,6 +73,8 @@ export interface EventsOutcome {
   retry?: JobError;
   /** The job just ended (done or failed). */
   ended: boolean;
+  /** New progress to pass on. */
+  progress?: Progress;
 }
 
 /** A runner accepted attempt `n`: it owns the job until it ends or goes silent. */
@@ -105,6 +109,9 @@ export function applyEvents(job: JobRecord, ev: JobEvents, now: number): EventsO
   const appended = ev.ids.slice(skip, skip + room);
   const from = job.ids.length;
   for (const id of appended) job.ids.push(id);
+  const moved = ev.progress && (ev.progress.fraction !== job.progress?.fraction || ev.progress.stage !== job.progress?.stage);
+  if (ev.progress) job.progress = ev.progress;
+  const progress = moved ? { progress: ev.progress as Progress } : {};
   if (ev.error) {
     a.state = 'failed';
     a.ended_at = now;
@@ -120,9 +127,9 @@ export function applyEvents(job: JobRecord, ev: JobEvents, now: number): EventsO
     a.ended_at = now;
     job.status = 'done';
     job.finish = ev.done;
-    return { appended, from, current: true, ended: true };
+    return { appended, from, current: true, ended: true, ...progress };
   }
-  return { appended, from, current: true, ended: false };
+  return { appended, from, current: true, ended: false, ...progress };
 }
 
 /** The current attempt is lost (runner silent, refused everywhere…): open the next one, or fail. */
@@ -136,6 +143,7 @@ export function retryJob(job: JobRecord, why: { code: string; message: string },
   if (a.runner && !job.avoid.includes(a.runner)) job.avoid.push(a.runner);
   if (job.attempts.length >= job.max_attempts) return 'exhausted';
   job.attempts.push({ n: a.n + 1, runner: null, state: 'queued', queued_at: now, resumed_at_token: job.ids.length });
+  delete job.progress;
   job.status = 'queued';
   job.last_seen = now;
   job.updated_at = now;

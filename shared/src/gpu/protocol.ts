@@ -172,6 +172,9 @@ export const JobErrorSchema = z.object({
 });
 export type JobError = z.infer<typeof JobErrorSchema>;
 
+export const ProgressSchema = z.object({ fraction: z.number().min(0).max(1), stage: z.string().max(200) });
+export type Progress = z.infer<typeof ProgressSchema>;
+
 /** runner → gateway: the tokens of one attempt from index `from`, maybe the end. Empty `ids` = keep-alive. */
 export const JobEventsSchema = z.object({
   runner: z.string().regex(RUNNER_ID_RE),
@@ -180,6 +183,8 @@ export const JobEventsSchema = z.object({
   ids: z.array(tokenId).max(1 << 16),
   done: FinishSchema.optional(),
   error: JobErrorSchema.optional(),
+  /** Long work without tokens (merge builds): how far along, and at what. */
+  progress: ProgressSchema.optional(),
 });
 export type JobEvents = z.infer<typeof JobEventsSchema>;
 
@@ -224,4 +229,5 @@ export type BatchReply = z.infer<typeof BatchReplySchema>;
 export type StreamEvent =
   | { index: number; ids: number[] }
   | { done: true; finish_reason: 'stop' | 'length'; prompt_tokens: number; completion_tokens: number; attempts: number }
+  | { fraction: number; stage: string } // as `event: progress`
   | { error: { code: string; message: string; status: number } };

@@ -32,7 +32,20 @@ export async function buildOnRunner(env: Env, p: MergePayload, report: Report): 
     const { done, value } = await reader.read();
     if (done) throw new ApiError(502, 'gpu_job_failed', `GPU job ${r.job} ended without a result`, {}, true);
     for (const ev of parser.push(value)) {
-      const data = JSON.parse(ev.data) as { done?: boolean; artifact?: JobResult; code?: string; message?: string; status?: number };
+      const data = JSON.parse(ev.data) as {
+        done?: boolean;
+        artifact?: JobResult;
+        code?: string;
+        message?: string;
+        status?: number;
+        fraction?: number;
+        stage?: string;
+      };
+      if (ev.event === 'progress') {
+        // The runner's own progress of the build, mapped into this job's 10%…95%.
+        await report(0.1 + 0.85 * Math.min(1, Math.max(0, data.fraction ?? 0)), `on a GPU runner: ${data.stage ?? ''}`);
+        continue;
+      }
       if (ev.event === 'error') {
         // The runner's verdict: a bad job (4xx) fails for good; runner trouble may pass on another try.
         const status = data.status ?? 502;
