@@ -54,12 +54,36 @@ interface Listener {
 export class GpuJob extends DurableObject<Env> {
   private readonly listeners = new Set<Listener>();
 
+  /** The job as last saved; kept in memory while this object lives (storage stays the truth). */
+  private cached: StoredJob | undefined;
+  /** Ids already in storage. */
+  private persisted = 0;
+
+  /**
+   * The record is stored without its ids; the ids go in append-only chunks (`ids:<from>`), so a
+   * long generation writes each token once instead of rewriting a growing record on every post.
+   */
   private load(): StoredJob | undefined {
-    return this.ctx.storage.kv.get<StoredJob>('job');
+    if (this.cached) return this.cached;
+    const head = this.ctx.storage.kv.get<StoredJob>('job');
+    if (!head) return undefined;
+    const ids: number[] = [];
+    for (const [, chunk] of this.ctx.storage.kv.list<number[]>({ prefix: 'ids:' })) ids.push(...chunk);
+    head.record.ids = ids;
+    this.persisted = ids.length;
+    this.cached = head;
+    return head;
   }
 
   private save(j: StoredJob): void {
-    this.ctx.storage.kv.put('job', j);
+    const ids = j.record.ids;
+    if (ids.length > this.persisted) {
+      // Zero-padded so the chunks list in token order.
+      this.ctx.storage.kv.put(`ids:${String(this.persisted).padStart(10, '0')}`, ids.slice(this.persisted));
+      this.persisted = ids.length;
+    }
+    this.ctx.storage.kv.put('job', { ...j, record: { ...j.record, ids: [] } });
+    this.cached = j;
   }
 
   /** Creates the job (idempotent: a second call with the same id changes nothing). */

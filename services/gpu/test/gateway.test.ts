@@ -5,6 +5,7 @@
  * vitest.config.ts (hand-off answers).
  */
 
+import { runInDurableObject } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
 import { gpu } from '@lora-edge/shared';
 import fc from 'fast-check';
@@ -202,6 +203,19 @@ describe('jobs through runners', () => {
     // A reader reconnecting after 4 tokens gets the rest and the end, nothing twice.
     const rest = await readAll(await rpc.resume(job, 4));
     expect(rest.map((e) => e.data)).toEqual([{ index: 4, ids: [15, 16] }, expect.objectContaining({ done: true })]);
+    // Stored as appended chunks, one per post that brought new tokens; a fresh instance reads them back.
+    const stub = env.JOBS.get(env.JOBS.idFromName(job));
+    await runInDurableObject(stub, (instance, state) => {
+      expect([...state.storage.kv.list({ prefix: 'ids:' })].map(([k]) => k)).toEqual([
+        'ids:0000000000',
+        'ids:0000000002',
+        'ids:0000000003',
+      ]);
+      Object.assign(instance, { cached: undefined, persisted: 0 });
+    });
+    expect((await rpc.status(job, 'tenant-a'))?.tokens).toBe(6);
+    const again = await readAll(await rpc.resume(job, 0));
+    expect(again[0]?.data).toEqual({ index: 0, ids: [11, 12, 13, 14, 15, 16] });
     r.stop();
   });
 
