@@ -171,6 +171,27 @@ Napi::Value siluMul(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// fuseRows(w, out, in, b, a, r): w[out, in] += b[out, r] · a[r, in], in place.
+Napi::Value fuseRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto w = f32Arg(info[0], "fuseRows: w");
+  const int64_t out = intArg(info[1], "fuseRows: out", 1, kMaxElements);
+  const int64_t in = intArg(info[2], "fuseRows: in", 1, kMaxElements);
+  const auto b = f32Arg(info[3], "fuseRows: b");
+  const auto a = f32Arg(info[4], "fuseRows: a");
+  const int64_t r = intArg(info[5], "fuseRows: r", 1, 65536);
+  const int64_t wn = product(env, "fuseRows: out·in", out, in);
+  const int64_t bn = product(env, "fuseRows: out·r", out, r);
+  const int64_t an = product(env, "fuseRows: r·in", r, in);
+  needAtLeast(env, w, wn, "fuseRows: w");
+  needAtLeast(env, b, bn, "fuseRows: b");
+  needAtLeast(env, a, an, "fuseRows: a");
+  noOverlap(env, w.data, wn * 4, "fuseRows: w", b.data, bn * 4, "b");
+  noOverlap(env, w.data, wn * 4, "fuseRows: w", a.data, an * 4, "a");
+  le::fuseRows(w.data, out, in, b.data, a.data, r);
+  return env.Undefined();
+}
+
 Napi::Value setThreads(const Napi::CallbackInfo& info) {
   pool().setThreads(static_cast<int>(intArg(info[0], "setThreads: n", 1, ThreadPool::kMaxThreads)));
   return info.Env().Undefined();
@@ -205,6 +226,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
       {"rope", guarded<rope>},
       {"attention", guarded<attention>},
       {"siluMul", guarded<siluMul>},
+      {"fuseRows", guarded<fuseRows>},
       {"setThreads", guarded<setThreads>},
       {"threads", guarded<threads>},
       {"setIsa", guarded<setIsa>},

@@ -101,4 +101,24 @@ void attention(float* out, const float* q, const float* kCache, const float* vCa
   });
 }
 
+void fuseRows(float* w, int64_t out, int64_t in, const float* b, const float* a, int64_t r) {
+  const KernelSet& ks = kernels();
+  const WeightView av{DType::F32, r, in, a, nullptr, nullptr, 0};
+  // Row blocks: a block's rows share each row of a while it is in cache.
+  constexpr int64_t kRows = 8;
+  forChunks((out + kRows - 1) / kRows, kRows * r * in, [&](int64_t c0, int64_t c1) {
+    const float* ap[kRows];
+    float* yp[kRows];
+    for (int64_t c = c0; c < c1; c++) {
+      const int64_t r0 = c * kRows;
+      const int m = static_cast<int>(std::min(kRows, out - r0));
+      for (int i = 0; i < m; i++) {
+        ap[i] = b + (r0 + i) * r;
+        yp[i] = w + (r0 + i) * in;
+      }
+      ks.rowsTimes(av, ap, yp, nullptr, m, 0, in);
+    }
+  });
+}
+
 }  // namespace le

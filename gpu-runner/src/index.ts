@@ -2,6 +2,7 @@ export * from './backend/index.ts';
 export * from './backend/types.ts';
 export * from './engine/cache.ts';
 export * from './engine/engine.ts';
+export * from './engine/fuse.ts';
 export * from './engine/mix.ts';
 export * from './engine/model.ts';
 export * from './engine/nf4.ts';

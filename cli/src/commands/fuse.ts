@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, copyFileSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { openModelDir, readAdapterFiles } from '@lora-edge/gpu-runner';
+import { fuseModuleNative, openModelDir, readAdapterFiles } from '@lora-edge/gpu-runner';
 import {
   assertWeights,
   checkBlocksize,
@@ -9,7 +9,6 @@ import {
   type DType,
   fitAdapterToModel,
   fromFloat32,
-  fuseModule,
   isFloatDType,
   isQuantizedLinear,
   LoraEdgeError,
@@ -195,5 +194,5 @@ export async function fuse(opts: FuseOptions): Promise<FuseResult> {
 
 function fuseTensor(raw: Tensor, terms: DeltaTerm[], dtype: DType): Tensor {
   const [out, inF] = raw.shape as [number, number];
-  return fromFloat32(fuseModule(toFloat32(raw), out, inF, terms), dtype, raw.shape);
+  return fromFloat32(fuseModuleNative(toFloat32(raw), out, inF, terms), dtype, raw.shape);
 }

@@ -1,7 +1,6 @@
 import {
   type DeltaTerm,
   fromFloat32,
-  fuseModule,
   LoraEdgeError,
   type ModelConfig,
   PROJECTIONS,
@@ -11,6 +10,7 @@ import {
   toFloat32,
 } from '@lora-edge/shared';
 import type { Backend, WeightHandle, WeightInit } from '../backend/types.ts';
+import { fuseModuleNative } from './fuse.ts';
 
 /** Reads one tensor of a checkpoint by name (a file, R2, memory...). NF4 weights come as their bitsandbytes companions. */
 export interface TensorSource {
@@ -149,7 +149,7 @@ export function mergedVariant(base: RunnerModel, source: TensorSource, terms: Re
         );
       }
       const [out, inF] = w.shape as [number, number];
-      const fused = fromFloat32(fuseModule(toFloat32(w), out, inF, t), w.dtype, w.shape);
+      const fused = fromFloat32(fuseModuleNative(toFloat32(w), out, inF, t), w.dtype, w.shape);
       const init = denseWeight(fused, `${module}.weight`);
       ownedBytes += bytesOf(init);
       proj[p] = base.backend.createWeight(init);

@@ -19,7 +19,7 @@ import {
   readArtifactManifest,
   writeArtifact,
 } from '../storage/index.ts';
-import { fusedModelFiles } from './fuse-model.ts';
+import { type FuseFn, fusedModelFiles } from './fuse-model.ts';
 import { type MergeInput, mergedAdapterFiles, mergeModules, type Report } from './merge-adapter.ts';
 import type { JobResult, MergePayload } from './payload.ts';
 
@@ -35,7 +35,7 @@ export function span(report: Report, from: number, to: number): Report {
   return (f, stage) => report(from + (to - from) * f, stage);
 }
 
-export async function buildArtifact(store: ObjectStore, p: MergePayload, report: Report): Promise<JobResult> {
+export async function buildArtifact(store: ObjectStore, p: MergePayload, report: Report, opts: { fuse?: FuseFn } = {}): Promise<JobResult> {
   const key = p.recipe_key;
   const done = await readArtifactManifest(store, key);
   if (done) return { artifact: key, files: done.files.map((f) => f.name), reused: true };
@@ -102,7 +102,15 @@ export async function buildArtifact(store: ObjectStore, p: MergePayload, report:
     if (nf4) spec.nf4 = nf4;
     await report(0.42, 'loading the base model');
     const modelBytes = await getBytes(store, modelKey(p.base.digest, MODEL_WEIGHTS_FILE));
-    const out = await fusedModelFiles(modelBytes, configText, terms, { lora_edge: JSON.stringify(spec) }, nf4, span(report, 0.45, 0.9));
+    const out = await fusedModelFiles(
+      modelBytes,
+      configText,
+      terms,
+      { lora_edge: JSON.stringify(spec) },
+      nf4,
+      span(report, 0.45, 0.9),
+      opts.fuse,
+    );
     spec.fused_tensors = out.fused.length;
     files = out.files;
   }

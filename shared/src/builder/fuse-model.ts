@@ -16,6 +16,9 @@ export interface Nf4Settings {
   doubleQuant: boolean;
 }
 
+/** How one module's terms are fused: shared's fuseModule, or a faster one where the host has it. */
+export type FuseFn = (W: Float32Array, out: number, inF: number, terms: readonly DeltaTerm[]) => Float32Array;
+
 export async function fusedModelFiles(
   modelBytes: Uint8Array,
   configText: string,
@@ -23,6 +26,7 @@ export async function fusedModelFiles(
   metadata: Record<string, string>,
   nf4: Nf4Settings | undefined,
   report: Report,
+  fuse: FuseFn = fuseModule,
 ): Promise<{ files: ArtifactInput[]; fused: string[] }> {
   const model = readSafetensors(modelBytes);
   for (const module of terms.keys()) {
@@ -39,7 +43,7 @@ export async function fusedModelFiles(
     let t: Tensor = raw;
     if (moduleTerms) {
       const [rows, cols] = raw.shape as [number, number];
-      t = fromFloat32(fuseModule(toFloat32(raw), rows, cols, moduleTerms), raw.dtype, raw.shape);
+      t = fromFloat32(fuse(toFloat32(raw), rows, cols, moduleTerms), raw.dtype, raw.shape);
       fused.push(info.name);
     }
     if (nf4 && isQuantizedLinear(info.name)) {
