@@ -171,7 +171,7 @@ Napi::Value siluMul(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// fuseRows(w, out, in, b, a, r): w[out, in] += b[out, r] · a[r, in], in place.
+// fuseRows(w, out, in, b, a, r[, src]): w[out, in] = (src ?? w) + b[out, r] · a[r, in].
 Napi::Value fuseRows(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto w = f32Arg(info[0], "fuseRows: w");
@@ -188,7 +188,14 @@ Napi::Value fuseRows(const Napi::CallbackInfo& info) {
   needAtLeast(env, a, an, "fuseRows: a");
   noOverlap(env, w.data, wn * 4, "fuseRows: w", b.data, bn * 4, "b");
   noOverlap(env, w.data, wn * 4, "fuseRows: w", a.data, an * 4, "a");
-  le::fuseRows(w.data, out, in, b.data, a.data, r);
+  const float* src = nullptr;
+  if (info.Length() > 6 && !info[6].IsUndefined()) {
+    const auto s = f32Arg(info[6], "fuseRows: src");
+    needAtLeast(env, s, wn, "fuseRows: src");
+    noOverlap(env, w.data, wn * 4, "fuseRows: w", s.data, wn * 4, "src");
+    src = s.data;
+  }
+  le::fuseRows(w.data, out, in, b.data, a.data, r, src);
   return env.Undefined();
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "dispatch.h"
@@ -101,7 +102,7 @@ void attention(float* out, const float* q, const float* kCache, const float* vCa
   });
 }
 
-void fuseRows(float* w, int64_t out, int64_t in, const float* b, const float* a, int64_t r) {
+void fuseRows(float* w, int64_t out, int64_t in, const float* b, const float* a, int64_t r, const float* src) {
   const KernelSet& ks = kernels();
   const WeightView av{DType::F32, r, in, a, nullptr, nullptr, 0};
   // Row blocks: a block's rows share each row of a while it is in cache.
@@ -112,6 +113,7 @@ void fuseRows(float* w, int64_t out, int64_t in, const float* b, const float* a,
     for (int64_t c = c0; c < c1; c++) {
       const int64_t r0 = c * kRows;
       const int m = static_cast<int>(std::min(kRows, out - r0));
+      if (src) std::memcpy(w + r0 * in, src + r0 * in, static_cast<size_t>(m * in) * sizeof(float));
       for (int i = 0; i < m; i++) {
         ap[i] = b + (r0 + i) * r;
         yp[i] = w + (r0 + i) * in;

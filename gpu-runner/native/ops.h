@@ -17,8 +17,9 @@ struct AttentionShape {
 // Causal GQA attention of nTokens queries at positions start.. over a KV cache.
 void attention(float* out, const float* q, const float* kCache, const float* vCache, AttentionShape s);
 
-// Fuses one low-rank term into a weight in place: w[out, in] += b[out, r] · a[r, in] (b already
-// scaled). Rows in parallel, each through the LoRA kernels' rows-times-matrix op.
-void fuseRows(float* w, int64_t out, int64_t in, const float* b, const float* a, int64_t r);
+// Fuses one low-rank term into a weight: w[out, in] = (src ? src : w) + b[out, r] · a[r, in] (b
+// already scaled). Rows in parallel, each block copied from src (when given) and fused while hot,
+// through the LoRA kernels' rows-times-matrix op.
+void fuseRows(float* w, int64_t out, int64_t in, const float* b, const float* a, int64_t r, const float* src);
 
 }  // namespace le

@@ -33,8 +33,8 @@ export interface NativeAddon {
   rope(x: Float32Array, n: number, heads: number, headDim: number, positions: Int32Array, theta: number): void;
   attention(args: AttentionArgs): void;
   siluMul(gate: Float32Array, up: Float32Array, len: number): void;
-  /** w[out, in] += b[out, r] · a[r, in] in place (b already scaled). */
-  fuseRows(w: Float32Array, out: number, inF: number, b: Float32Array, a: Float32Array, r: number): void;
+  /** w[out, in] = (src ?? w) + b[out, r] · a[r, in] (b already scaled; src copied in while fusing). */
+  fuseRows(w: Float32Array, out: number, inF: number, b: Float32Array, a: Float32Array, r: number, src?: Float32Array): void;
   setThreads(n: number): void;
   threads(): number;
   setIsa(name: string): string;

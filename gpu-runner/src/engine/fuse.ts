@@ -13,11 +13,13 @@ export const fuseModuleNative: Fuse = (W, out, inF, terms) => {
   const { addon } = loadNativeAddon();
   if (!addon || terms.some((t) => t.magnitude)) return fuseModule(W, out, inF, terms);
   checkShapes(W, out, inF, terms);
-  const result = W.slice();
-  for (const t of terms) {
+  // The first term reads W and writes the result in one pass (copying first costs more than the fuse).
+  const result = new Float32Array(W.length);
+  if (terms.length === 0) result.set(W);
+  for (const [n, t] of terms.entries()) {
     const b = new Float32Array(t.B.length);
     for (let i = 0; i < b.length; i++) b[i] = t.scale * (t.B[i] as number);
-    addon.fuseRows(result, out, inF, b, t.A, t.r);
+    addon.fuseRows(result, out, inF, b, t.A, t.r, n === 0 ? W : undefined);
   }
   return result;
 };
