@@ -154,7 +154,9 @@ export class GpuJob extends DurableObject<Env> {
       this.save(j);
       await poolStub(this.env).assign(j.record.id, runner);
     }
-    return ok;
+    // The runner's first post may have started the attempt already: that is the same placement.
+    const a = gpu.currentAttempt(j.record);
+    return ok || (a.n === attempt && a.runner === runner);
   }
 
   /** A runner's tokens (or keep-alive, or end). */
@@ -165,9 +167,10 @@ export class GpuJob extends DurableObject<Env> {
     const wasQueued = gpu.currentAttempt(j.record).state === 'queued';
     const out = gpu.applyEvents(j.record, ev, now);
     this.save(j);
-    if (wasQueued && gpu.currentAttempt(j.record).state !== 'queued') await poolStub(this.env).assign(j.record.id, ev.runner);
+    // Broadcast before any await: another post handled meanwhile must not overtake these tokens.
     if (out.appended.length) this.broadcast(sse({ index: out.from, ids: out.appended }));
     if (out.progress) this.broadcast(sse(out.progress, 'progress'));
+    if (wasQueued && gpu.currentAttempt(j.record).state !== 'queued') await poolStub(this.env).assign(j.record.id, ev.runner);
     if (out.retry) await this.retry({ code: out.retry.code, message: out.retry.message });
     else if (out.ended) await this.ended(j);
     return { next: j.record.ids.length, current: out.current };
