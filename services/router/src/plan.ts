@@ -14,6 +14,7 @@
 import {
   type ArtifactManifest,
   artifactKey,
+  type BaseModelRecord,
   MODEL_CONFIG_FILE,
   MODEL_WEIGHTS_FILE,
   modelKey,
@@ -37,6 +38,13 @@ export interface Plan {
   /** What infer loads: the base model, or the mix's fused artifact stored as a model. */
   modelDigest: string;
   target: 'edge' | 'gpu';
+}
+
+/** Where a base model's generations run: pinned by its placement, else the edge when it fits. */
+export function targetOf(base: Pick<BaseModelRecord, 'placement' | 'edge_eligible'>): 'edge' | 'gpu' {
+  const placement = base.placement ?? 'auto';
+  if (placement === 'gpu') return 'gpu';
+  return placement === 'edge' || base.edge_eligible ? 'edge' : 'gpu';
 }
 
 export async function mixRecipe(selection: Selection): Promise<string> {
@@ -88,8 +96,7 @@ async function promote(bucket: R2Bucket, manifest: ArtifactManifest): Promise<st
 }
 
 export async function plan(env: Env, selection: Selection): Promise<Plan> {
-  const placement = selection.base.placement ?? 'auto';
-  const target = placement === 'gpu' ? 'gpu' : placement === 'edge' || selection.base.edge_eligible ? 'edge' : 'gpu';
+  const target = targetOf(selection.base);
   if (selection.mix.length === 0) return { selection, mode: 'base', recipe: null, modelDigest: selection.base.digest, target };
   const recipe = await mixRecipe(selection);
   const merged = await mergedModel(env.BLOBS, recipe);

@@ -150,6 +150,10 @@ describe('errors', () => {
     expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
     const e = await error(res, 503);
     expect(e).toMatchObject({ code: 'gpu_unavailable', type: 'service_unavailable_error' });
+    const listed = (await (await call('/v1/models/big-model', { headers: { authorization: `Bearer ${t.key}` } })).json()) as {
+      lora_edge: { target: string };
+    };
+    expect(listed.lora_edge.target).toBe('gpu');
   });
 
   it('shows GPU jobs only to their tenant, and passes the runner API through to the gateway', async () => {

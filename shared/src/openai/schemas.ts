@@ -266,6 +266,7 @@ export const ModelObjectSchema = z
       kind: z.enum(['base', 'adapter', 'alias']),
       has_tokenizer: z.boolean().optional(),
       edge_eligible: z.boolean().optional(),
+      target: z.enum(['edge', 'gpu']).optional().meta({ description: 'Where its generations run: the edge, or the GPU runners.' }),
       visibility: z.enum(['private', 'shared']).optional(),
       digest: z.string().optional(),
       routes: z

@@ -16,6 +16,7 @@ import {
   type Registry,
   registryKeys,
 } from '../lib.ts';
+import { targetOf } from '../plan.ts';
 import { visibleAdapters } from '../select.ts';
 import { TOKENIZER_FILE } from '../tokenizer.ts';
 
@@ -53,6 +54,7 @@ async function baseObject(env: Env, m: BaseModelRecord): Promise<ModelObject> {
       kind: 'base',
       digest: m.digest,
       edge_eligible: m.edge_eligible,
+      target: targetOf(m),
       has_tokenizer: (await env.BLOBS.head(modelKey(m.digest, TOKENIZER_FILE))) !== null,
     },
   };
