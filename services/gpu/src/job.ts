@@ -32,6 +32,8 @@ export interface JobView {
   error: { code: string; message: string } | null;
   /** Long work without tokens (merge builds): the current attempt's last report. */
   progress: gpu.Progress | null;
+  /** When the first token reached the gateway. */
+  first_token_at: string | null;
   attempts: (Omit<gpu.AttemptRecord, 'queued_at' | 'started_at' | 'ended_at'> & {
     queued_at: string;
     started_at: string | null;
@@ -111,6 +113,7 @@ export class GpuJob extends DurableObject<Env> {
       finish_reason: r.finish?.finish_reason ?? null,
       error: r.error ? { code: r.error.code, message: r.error.message } : null,
       progress: r.progress ?? null,
+      first_token_at: iso(r.first_token_at),
       attempts: r.attempts.map((a) => ({
         ...a,
         queued_at: iso(a.queued_at) as string,

@@ -10,7 +10,10 @@ describe('job log: exactly-once tokens over at-least-once attempts', () => {
   it('appends in order, drops indices it holds, refuses gaps', () => {
     const job = newJob('job-00000001', 'generate', 10, 3, 0);
     expect(markRunning(job, 1, 'r1', 1)).toBe(true);
+    expect(applyEvents(job, ev(1, 'r1', 0, [], {}), 1.5).appended).toEqual([]);
+    expect(job.first_token_at).toBeUndefined();
     expect(applyEvents(job, ev(1, 'r1', 0, [5, 6]), 2)).toMatchObject({ appended: [5, 6], from: 0, current: true });
+    expect(job.first_token_at).toBe(2);
     // A resent post overlapping what is held: only the new tail counts.
     expect(applyEvents(job, ev(1, 'r1', 1, [6, 7]), 3)).toMatchObject({ appended: [7], from: 2 });
     // A gap: nothing appended, the runner learns `next` from the job.

@@ -40,6 +40,8 @@ export interface JobRecord {
   last_seen: number;
   /** The current attempt's last reported progress (long work without tokens). */
   progress?: Progress;
+  /** When the job's first token arrived (the gateway's time to first token, from created_at). */
+  first_token_at?: number;
 }
 
 export function newJob(id: string, kind: JobRecord['kind'], maxTokens: number, maxAttempts: number, now: number): JobRecord {
@@ -109,6 +111,7 @@ export function applyEvents(job: JobRecord, ev: JobEvents, now: number): EventsO
   const appended = ev.ids.slice(skip, skip + room);
   const from = job.ids.length;
   for (const id of appended) job.ids.push(id);
+  if (appended.length && job.first_token_at === undefined) job.first_token_at = now;
   const moved = ev.progress && (ev.progress.fraction !== job.progress?.fraction || ev.progress.stage !== job.progress?.stage);
   if (ev.progress) job.progress = ev.progress;
   const progress = moved ? { progress: ev.progress as Progress } : {};
