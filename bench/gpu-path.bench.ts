@@ -13,7 +13,6 @@
  * round, after a warm-up round on both (model, adapters and LoRA stacks loaded). Every
  * queue-path stream's ids must equal the engine-alone ids of the same choice.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -30,7 +29,7 @@ import {
 import type { LoraAdapter } from '@lora-edge/shared';
 import OpenAI from 'openai';
 import { addAdapter, addStories, generateJob, TestGateway, TOKEN } from '../gpu-runner/src/server/testing.ts';
-import { type LocalStack, root, startStack } from '../test/e2e/local-stack.ts';
+import { type LocalStack, root, spawnRunner, startStack } from '../test/e2e/local-stack.ts';
 import { type BenchContext, median, type Row, type Suite } from './lib.ts';
 
 const STORIES = join(root, 'fixtures', 'models', 'stories260k');
@@ -168,29 +167,12 @@ async function runnerAlone(all: Choice[]) {
     }
     return undefined;
   };
-  const child: ChildProcess = spawn(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'gpu-runner', 'src', 'server', 'main.ts')], {
-    cwd: root,
-    env: {
-      ...process.env,
-      LORA_EDGE_GATEWAY_URL: gw.url,
-      LORA_EDGE_RUNNER_TOKEN: TOKEN,
-      LORA_EDGE_RUNNER_ID: 'bench-runner-alone',
-      LORA_EDGE_RUNNER_HOST: '127.0.0.1',
-      LORA_EDGE_RUNNER_PORT: '0',
-      LORA_EDGE_SLOTS: String(SLOTS),
-      LORA_EDGE_BACKEND: 'cpu-native',
-      LORA_EDGE_CACHE_DIR: join(root, 'node_modules', '.cache', 'lora-edge-bench-runner'),
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const url = await new Promise<string>((ok, fail) => {
-    let out = '';
-    child.stdout?.on('data', (c: Buffer) => {
-      out += c;
-      const m = /lora-edge runner ready: (\S+)/.exec(out);
-      if (m) ok(m[1] as string);
-    });
-    child.once('exit', (code) => fail(new Error(`the runner exited (${code})`)));
+  const { child, url } = await spawnRunner({
+    gatewayUrl: gw.url,
+    token: TOKEN,
+    id: 'bench-runner-alone',
+    cacheDir: join(root, 'node_modules', '.cache', 'lora-edge-bench-runner'),
+    env: { LORA_EDGE_SLOTS: String(SLOTS), LORA_EDGE_BACKEND: 'cpu-native' },
   });
   let n = 0;
   const one = async (choice: number, prompt: number[]): Promise<Stream> => {

@@ -55,6 +55,38 @@ async function stopGroup(child: ChildProcess, graceMs: number): Promise<void> {
   } catch {}
 }
 
+/**
+ * A GPU-runner process (gpu-runner/src/server/main.ts) in its own process group, listening on a
+ * free local port; resolves once it prints that it is ready (with the URL it listens on).
+ */
+export async function spawnRunner(o: {
+  gatewayUrl: string;
+  token: string;
+  id: string;
+  cacheDir: string;
+  env?: Record<string, string>;
+}): Promise<{ child: ChildProcess; url: string; log: { text: string } }> {
+  const child = spawn(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'gpu-runner', 'src', 'server', 'main.ts')], {
+    cwd: root,
+    env: {
+      ...process.env,
+      LORA_EDGE_GATEWAY_URL: o.gatewayUrl,
+      LORA_EDGE_RUNNER_TOKEN: o.token,
+      LORA_EDGE_RUNNER_ID: o.id,
+      LORA_EDGE_RUNNER_HOST: '127.0.0.1',
+      LORA_EDGE_RUNNER_PORT: '0',
+      LORA_EDGE_CACHE_DIR: o.cacheDir,
+      ...o.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const log = { text: '' };
+  await waitFor(child, 'lora-edge runner ready:', 60_000, `runner ${o.id}`, log);
+  const url = /lora-edge runner ready: (\S+)/.exec(log.text)?.[1] as string;
+  return { child, url, log };
+}
+
 export interface Runner {
   id: string;
   child: ChildProcess;
@@ -100,23 +132,13 @@ export async function startStack(opts: { runners?: number } = {}): Promise<Local
   const runners: Runner[] = [];
 
   const startRunner = async (id: string, env: Record<string, string> = {}): Promise<Runner> => {
-    const child = spawn(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'gpu-runner', 'src', 'server', 'main.ts')], {
-      cwd: root,
-      env: {
-        ...process.env,
-        LORA_EDGE_GATEWAY_URL: url,
-        LORA_EDGE_RUNNER_TOKEN: secrets.RUNNER_TOKEN as string,
-        LORA_EDGE_RUNNER_ID: id,
-        LORA_EDGE_RUNNER_HOST: '127.0.0.1',
-        LORA_EDGE_RUNNER_PORT: '0',
-        LORA_EDGE_CACHE_DIR: join(state, `cache-${id}`),
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
+    const { child, log: rlog } = await spawnRunner({
+      gatewayUrl: url,
+      token: secrets.RUNNER_TOKEN as string,
+      id,
+      cacheDir: join(state, `cache-${id}`),
+      env,
     });
-    const rlog = { text: '' };
-    await waitFor(child, 'lora-edge runner ready:', 60_000, `runner ${id}`, rlog);
     // Registered with the gateway: it shows in the pool.
     for (let i = 0; i < 200; i++) {
       const pool = (await (

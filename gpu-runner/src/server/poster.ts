@@ -52,12 +52,6 @@ export interface PosterOptions {
   timing(): { heartbeatMs: number; leaseMs: number };
   onRetry?(why: string, attempt: number): void;
   now?(): number;
-  /**
-   * How long a `current: false` is not believed before the gateway has once answered `current:
-   * true`: the gateway marks the attempt running only after our 202 reaches it, so a fast first
-   * post can overtake that. Default 5 s (at most the lease).
-   */
-  acceptGraceMs?: number;
 }
 
 export class Poster {
@@ -104,8 +98,6 @@ export class Poster {
     let lastPost = now();
     let lastHeard = now();
     let failures = 0;
-    const started = now();
-    let confirmed = false;
     for (;;) {
       if (this.stopped) return 'stopped';
       const { heartbeatMs, leaseMs } = this.o.timing();
@@ -129,14 +121,9 @@ export class Poster {
       if (this.stopped) return 'stopped';
       if (r.ok) {
         lastHeard = now();
-        if (!r.value.current) {
-          const grace = Math.min(this.o.acceptGraceMs ?? 5_000, leaseMs);
-          if (confirmed || now() - started >= grace) return 'fenced';
-          failures++;
-          await new Promise((res) => setTimeout(res, Math.min(50 * 2 ** Math.min(failures - 1, 4), heartbeatMs)));
-          continue;
-        }
-        confirmed = true;
+        // Fenced off (a retry took the job, or it ended). A first post that overtakes the hand-off
+        // is not refused: the gateway's job rules let it start the attempt.
+        if (!r.value.current) return 'fenced';
         failures = 0;
         if (ev.progress) this.sentProgress = ev.progress;
         // Behind what was sent (a gap, a lost post): resend from there. Ahead: the gateway drops repeats.

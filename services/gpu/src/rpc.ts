@@ -14,35 +14,27 @@ import { gpu } from '@lora-edge/shared';
 import { type JobView, jobStub, type Work } from './job.ts';
 import { poolStub } from './pool.ts';
 
-export type SubmitRefusal = {
-  ok: false;
-  status: number;
-  error: { code: string; message: string; field?: string };
-  retry_after_s?: number;
-};
-export type SubmitResult = { ok: true; job: string; body: ReadableStream<Uint8Array> } | SubmitRefusal;
-
-function invalid(e: { issues: { path: PropertyKey[]; message: string }[] }): SubmitRefusal {
+function invalid(e: { issues: { path: PropertyKey[]; message: string }[] }): gpu.SubmitRefusal {
   const i = e.issues[0];
   return { ok: false, status: 400, error: { code: 'invalid_argument', message: `${i?.path.join('.')}: ${i?.message}` } };
 }
 
-export class GpuRpc extends WorkerEntrypoint<Env> {
+export class GpuRpc extends WorkerEntrypoint<Env> implements gpu.GpuBinding {
   /** A generation: tokens stream back as they come. */
-  async submit(spec: gpu.GenerationSpec, tenant: string): Promise<SubmitResult> {
+  async submit(spec: gpu.GenerationSpec, tenant: string): Promise<gpu.SubmitResult> {
     const parsed = gpu.GenerationSpecSchema.safeParse(spec);
     if (!parsed.success) return invalid(parsed.error);
     return this.start('gen', { kind: 'generate', spec: parsed.data }, tenant);
   }
 
   /** A merge / fuse / NF4 build too heavy for a Worker: the stream ends with `{done, artifact}` or an error. */
-  async submitMerge(spec: gpu.MergeSpec, tenant: string): Promise<SubmitResult> {
+  async submitMerge(spec: gpu.MergeSpec, tenant: string): Promise<gpu.SubmitResult> {
     const parsed = gpu.MergeSpecSchema.safeParse(spec);
     if (!parsed.success) return invalid(parsed.error);
     return this.start('mrg', { kind: 'merge', spec: parsed.data }, tenant);
   }
 
-  private async start(prefix: string, work: Work, tenant: string): Promise<SubmitResult> {
+  private async start(prefix: string, work: Work, tenant: string): Promise<gpu.SubmitResult> {
     const id = `${prefix}-${crypto.randomUUID()}`;
     const pool = poolStub(this.env);
     const verdict = await pool.admit(id);

@@ -10,7 +10,9 @@ import { env, exports } from 'cloudflare:workers';
 import { gpu } from '@lora-edge/shared';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { GpuRpc, SubmitResult } from '../src/rpc.ts';
+import type { GpuRpc } from '../src/rpc.ts';
+
+type SubmitResult = gpu.SubmitResult;
 
 const TOKEN = 'test-runner-token';
 const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };

@@ -9,18 +9,9 @@ import type { Completion, Dispatcher, InferRequest, Job } from './dispatch.ts';
 import { ApiError } from './http/errors.ts';
 import { type gpu, SseParser } from './lib.ts';
 
-export type SubmitResult =
-  | { ok: true; job: string; body: ReadableStream<Uint8Array> }
-  | { ok: false; status: number; error: { code: string; message: string }; retry_after_s?: number };
-
 /** The GpuRpc entrypoint as the router sees it through the service binding. */
-export interface GpuBinding {
-  submit(spec: gpu.GenerationSpec, tenant: string): Promise<SubmitResult>;
-  /** The job's stream again, from token index `from`. */
-  resume(id: string, from: number): Promise<ReadableStream<Uint8Array>>;
-  status(id: string, tenant: string): Promise<unknown>;
-  capacity(): Promise<gpu.Capacity>;
-}
+export type GpuBinding = Pick<gpu.GpuBinding, 'submit' | 'resume' | 'status' | 'capacity'>;
+export type SubmitResult = gpu.SubmitResult;
 
 export const JOB_HEADER = 'x-lora-edge-job';
 

@@ -16,6 +16,7 @@
  */
 import { z } from 'zod';
 import { DIGEST_RE } from '../storage/digest.ts';
+import type { Capacity } from './runners.ts';
 
 export const RUNNER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const JOB_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/;
@@ -231,3 +232,22 @@ export type StreamEvent =
   | { done: true; finish_reason: 'stop' | 'length'; prompt_tokens: number; completion_tokens: number; attempts: number }
   | { fraction: number; stage: string } // as `event: progress`
   | { error: { code: string; message: string; status: number } };
+
+/** What the gateway's GpuRpc answers a submission: the job and its stream, or why not (nothing enqueued). */
+export type SubmitRefusal = {
+  ok: false;
+  status: number;
+  error: { code: string; message: string; field?: string };
+  retry_after_s?: number;
+};
+export type SubmitResult = { ok: true; job: string; body: ReadableStream<Uint8Array> } | SubmitRefusal;
+
+/** The GpuRpc entrypoint as its callers (router, merge service) see it through a service binding. */
+export interface GpuBinding {
+  submit(spec: GenerationSpec, tenant: string): Promise<SubmitResult>;
+  submitMerge(spec: MergeSpec, tenant: string): Promise<SubmitResult>;
+  /** The job's stream again, from token index `from`. */
+  resume(id: string, from: number): Promise<ReadableStream<Uint8Array>>;
+  status(id: string, tenant: string): Promise<unknown>;
+  capacity(): Promise<Capacity>;
+}

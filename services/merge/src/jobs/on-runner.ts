@@ -8,16 +8,8 @@ import { ApiError } from '../http/errors.ts';
 import type { Report } from '../lib.ts';
 import { type gpu, type JobResult, type MergePayload, readArtifactManifest, SseParser } from '../lib.ts';
 
-type SubmitResult =
-  | { ok: true; job: string; body: ReadableStream<Uint8Array> }
-  | { ok: false; status: number; error: { code: string; message: string }; retry_after_s?: number };
-
-interface GpuBinding {
-  submitMerge(spec: gpu.MergeSpec, tenant: string): Promise<SubmitResult>;
-}
-
 export async function buildOnRunner(env: Env, p: MergePayload, report: Report): Promise<JobResult> {
-  const binding = (env as unknown as { GPU?: GpuBinding }).GPU;
+  const binding = (env as unknown as { GPU?: gpu.GpuBinding }).GPU;
   if (!binding) throw new ApiError(503, 'gpu_path_unavailable', 'this deployment has no GPU path for builds beyond a Worker', {}, true);
   await report(0.05, 'queued for a GPU runner');
   const r = await binding.submitMerge(
